@@ -1,0 +1,41 @@
+"""vis_d2: video instance segmentation on Detectron2.
+
+Method packages live in ``projects/<Method>/<package>`` and install as ``vis_d2.projects.<package>``
+(the way detectron2 installs its own projects).
+"""
+import os
+
+from setuptools import find_packages, setup
+
+# package name under vis_d2.projects -> folder inside projects/
+PROJECTS = {
+    "masktrack_rcnn": "MaskTrackRCNN",
+}
+
+
+def read_version():
+    with open(os.path.join("vis_d2", "__init__.py")) as f:
+        for line in f:
+            if line.startswith("__version__"):
+                return line.split("=")[1].strip().strip('"')
+    raise RuntimeError("no __version__ in vis_d2/__init__.py")
+
+
+project_packages = {
+    f"vis_d2.projects.{name}": os.path.join("projects", folder, name)
+    for name, folder in PROJECTS.items()
+    if os.path.isdir(os.path.join("projects", folder, name))
+}
+
+setup(
+    name="vis_d2",
+    version=read_version(),
+    description="Video instance segmentation (MaskTrack R-CNN, TFA, CompFeat, STMask, HITF) on Detectron2",
+    packages=find_packages(include=("vis_d2", "vis_d2.*")) + list(project_packages),
+    package_dir=project_packages,
+    python_requires=">=3.8",
+    # torch, torchvision and detectron2 are installed by tools/setup_env.sh (see README):
+    # they have no single pip requirement that works everywhere.
+    install_requires=["numpy", "pycocotools>=2.0.2", "Pillow", "tqdm"],
+    extras_require={"dev": ["pytest"]},
+)

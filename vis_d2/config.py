@@ -1,0 +1,53 @@
+"""Config keys shared by every vis_d2 method. Method-specific keys live in each project's ``config.py``."""
+from detectron2.config import CfgNode as CN
+
+
+def add_vis_config(cfg):
+    """Add vis_d2's keys (with defaults) to a detectron2 config, in place. Idempotent."""
+    if hasattr(cfg, "VIS_D2_CONFIG_ADDED"):
+        return
+    cfg.VIS_D2_CONFIG_ADDED = True
+
+    # ---------------------------------------------------------------- clip sampling (training)
+    # A training clip is one key frame plus reference frames (targets for tracking losses) and
+    # support frames (inputs to temporal aggregation). SAMPLING_* names follow the de-facto standard
+    # of Detectron2 VIS code; the role counts are ours.
+    # fmt: off
+    cfg.INPUT.SAMPLING_FRAME_NUM = 2              # frames per clip, key frame included
+    cfg.INPUT.SAMPLING_FRAME_RANGE = 100          # max |t - t_key| (frames) of reference frames
+    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False      # shuffle the order of the non-key frames
+    cfg.INPUT.SAMPLING_SUPPORT_NUM = 0            # how many of the clip's non-key frames are support frames
+    cfg.INPUT.SAMPLING_SUPPORT_RANGE = -1         # max |t - t_key| of support frames; -1: SAMPLING_FRAME_RANGE
+    cfg.INPUT.SAMPLING_METHOD = "random"          # "random" or "uniform" (evenly spaced in the range)
+    cfg.INPUT.SAMPLING_CAUSAL = False             # support frames only from t < t_key (online methods)
+    cfg.INPUT.SAMPLING_KEY_REQUIRE_ANNOTATIONS = True  # key frames need >= 1 non-crowd instance
+    cfg.INPUT.SAMPLING_REF_REQUIRE_ANNOTATIONS = True  # so do reference frames (MaskTrack R-CNN's rule)
+    # fmt: on
+
+    # ---------------------------------------------------------------- video evaluation
+    cfg.TEST.VIS_ZIP_RESULTS = True  # also write results.zip (what the YouTube-VIS server accepts)
+    cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO = 100  # keep the top-scoring tracks per video in results.json
+
+    # ---------------------------------------------------------------- track head (TRACK_HEAD_REGISTRY)
+    cfg.MODEL.TRACK_HEAD = CN()
+    # fmt: off
+    cfg.MODEL.TRACK_HEAD.NAME = "EmbeddingTrackHead"
+    cfg.MODEL.TRACK_HEAD.NUM_FC = 2               # MaskTrack R-CNN: 2 FCs on the 7x7 box RoI features
+    cfg.MODEL.TRACK_HEAD.FC_DIM = 1024            # embedding size
+    cfg.MODEL.TRACK_HEAD.RELU_AFTER_LAST = False  # official MaskTrack: no ReLU after the last FC (mmtrack: ReLU)
+    cfg.MODEL.TRACK_HEAD.LOSS_WEIGHT = 1.0
+    # fmt: on
+
+    # ---------------------------------------------------------------- online tracker (inference)
+    cfg.MODEL.TRACKER = CN()
+    # Multi-cue assignment score (MaskTrack R-CNN Eq. 3; match_coeff [1.0, 2.0, 10] in the official code):
+    #   log p(match) + SCORE_WEIGHT*log(det score) + BOX_IOU_WEIGHT*IoU + LABEL_WEIGHT*[same class]
+    #   + MASK_IOU_WEIGHT*mask IoU (TFA's extra cue; 0 disables it).
+    # fmt: off
+    cfg.MODEL.TRACKER.SCORE_WEIGHT = 1.0
+    cfg.MODEL.TRACKER.BOX_IOU_WEIGHT = 2.0
+    cfg.MODEL.TRACKER.LABEL_WEIGHT = 10.0
+    cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 0.0
+    cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # drop tracks unseen this many frames; -1 keeps all (official)
+    cfg.MODEL.TRACKER.UPDATE_LABEL = False        # official keeps a track's label from creation (mmtrack updates)
+    # fmt: on

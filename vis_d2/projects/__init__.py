@@ -1,0 +1,37 @@
+"""Method packages, importable as ``vis_d2.projects.<name>``.
+
+A regular install copies ``projects/<Folder>/<name>`` here (see setup.py). In a source checkout (the
+editable install that ``make`` does), the finder below resolves the same names to the folders under
+``projects/`` so that edits there take effect without reinstalling.
+"""
+import importlib.abc
+import importlib.util
+import os
+
+# package name -> folder under projects/ (keep in sync with setup.py's PROJECTS)
+_PROJECTS = {
+    "masktrack_rcnn": "MaskTrackRCNN",
+}
+_PROJECTS_ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "projects")
+
+
+class _SourceTreeProjectFinder(importlib.abc.MetaPathFinder):
+    def find_spec(self, fullname, path=None, target=None):
+        prefix = __name__ + "."
+        if not fullname.startswith(prefix):
+            return None
+        name = fullname[len(prefix):]
+        if "." in name or name not in _PROJECTS:
+            return None
+        init = os.path.join(_PROJECTS_ROOT, _PROJECTS[name], name, "__init__.py")
+        if not os.path.isfile(init):
+            return None
+        return importlib.util.spec_from_file_location(
+            fullname, os.path.normpath(init), submodule_search_locations=[os.path.dirname(os.path.normpath(init))]
+        )
+
+
+if os.path.isdir(_PROJECTS_ROOT):
+    import sys
+
+    sys.meta_path.append(_SourceTreeProjectFinder())
