@@ -1,0 +1,195 @@
+"""Per-video aggregation of tracked detections into ``pred_tracks`` (docs/interfaces.md §4).
+
+Follows MaskTrack R-CNN's official results writer (``mmdet/core/evaluation/coco_utils.py``): a
+track's score is the mean of its per-frame detection scores, its category the majority vote of its
+per-frame labels (``np.bincount(...).argmax()``, so ties go to the lowest label), and its
+segmentation a list with one compressed RLE per frame where the track was output, else ``None``.
+
+Only RLEs, scores and labels are kept, never dense masks, so memory stays small on long videos.
+"""
+import logging
+from typing import Dict, List, Sequence, Tuple, Union
+
+import numpy as np
+import pycocotools.mask as mask_util
+import torch
+from detectron2.layers import paste_masks_in_image
+from detectron2.structures import Boxes
+
+__all__ = ["VideoTrackAccumulator", "encode_mask_rle", "encode_masks_rle", "paste_and_encode"]
+
+logger = logging.getLogger(__name__)
+
+
+def _rle_counts_to_str(rle: Dict) -> Dict:
+    # pycocotools returns bytes counts; json (and our interfaces) want str.
+    if isinstance(rle["counts"], bytes):
+        rle = dict(rle, counts=rle["counts"].decode("ascii"))
+    return rle
+
+
+def encode_masks_rle(masks: Union[np.ndarray, torch.Tensor]) -> List[Dict]:
+    """Encode binary masks as compressed RLEs.
+
+    Args:
+        masks: (N, H, W) bool (or 0/1) array or tensor, any device.
+
+    Returns:
+        N dicts ``{"size": [H, W], "counts": str}``.
+    """
+    if isinstance(masks, torch.Tensor):
+        masks = masks.detach().cpu().numpy()
+    if masks.ndim != 3:
+        raise ValueError(f"masks must be (N, H, W), got shape {masks.shape}")
+    if masks.shape[0] == 0:
+        return []
+    # pycocotools wants a Fortran-ordered (H, W, N) uint8 array.
+    stacked = np.asfortranarray(masks.astype(np.uint8, copy=False).transpose(1, 2, 0))
+    return [_rle_counts_to_str(r) for r in mask_util.encode(stacked)]
+
+
+def encode_mask_rle(mask: Union[np.ndarray, torch.Tensor]) -> Dict:
+    """Encode one binary mask (H, W) as a compressed RLE ``{"size": [H, W], "counts": str}``."""
+    if mask.ndim != 2:
+        raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
+    return encode_masks_rle(mask[None])[0]
+
+
+def paste_and_encode(
+    mask_probs: torch.Tensor,
+    boxes: Union[torch.Tensor, Boxes],
+    image_size: Tuple[int, int],
+    threshold: float = 0.5,
+    chunk_size: int = 16,
+) -> List[Dict]:
+    """Paste box-relative mask predictions into the original image and encode them as RLEs.
+
+    What a meta-architecture needs to turn the mask head's output of the kept detections into the
+    per-frame RLEs that :meth:`VideoTrackAccumulator.add_frame` takes. Pasting goes ``chunk_size``
+    masks at a time, so at most that many full-resolution masks exist at once.
+
+    Args:
+        mask_probs: (N, M, M) or (N, 1, M, M) mask probabilities in [0, 1] (e.g. M = 28).
+        boxes: (N, 4) XYXY boxes in original image coordinates (Tensor or ``Boxes``).
+        image_size: (height, width) of the original image.
+        threshold: binarisation threshold (MaskTrack R-CNN: 0.5).
+        chunk_size: how many masks to paste at once.
+
+    Returns:
+        N compressed RLE dicts with str counts, at ``image_size``.
+    """
+    if mask_probs.dim() == 4:
+        mask_probs = mask_probs[:, 0]
+    if isinstance(boxes, Boxes):
+        boxes = boxes.tensor
+    height, width = int(image_size[0]), int(image_size[1])
+    rles = []
+    for start in range(0, mask_probs.shape[0], chunk_size):
+        pasted = paste_masks_in_image(
+            mask_probs[start : start + chunk_size],
+            boxes[start : start + chunk_size],
+            (height, width),
+            threshold=threshold,
+        )
+        rles.extend(encode_masks_rle(pasted))
+    return rles
+
+
+def _to_list(values) -> list:
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().tolist()
+    if isinstance(values, np.ndarray):
+        return values.tolist()
+    return list(values)
+
+
+class VideoTrackAccumulator:
+    """Collects one video's tracked detections, frame by frame, and forms its ``pred_tracks``.
+
+    Usage::
+
+        acc = VideoTrackAccumulator(length, height, width)
+        for t in range(length):
+            acc.add_frame(t, track_ids, scores, labels, rles)
+        output = {"video_id": ..., "height": height, "width": width, "length": length,
+                  "pred_tracks": acc.tracks()}
+    """
+
+    def __init__(self, length: int, height: int, width: int):
+        """
+        Args:
+            length: number of frames in the video.
+            height, width: original resolution; every RLE must have this size.
+        """
+        self.length = int(length)
+        self.height = int(height)
+        self.width = int(width)
+        # track id -> {"frames": {frame_idx: rle}, "scores": [float], "labels": [int]}
+        self._tracks: Dict[int, Dict] = {}
+
+    def __len__(self) -> int:
+        """Number of tracks seen so far."""
+        return len(self._tracks)
+
+    def add_frame(
+        self,
+        frame_idx: int,
+        track_ids: Union[torch.Tensor, Sequence[int]],
+        scores: Union[torch.Tensor, Sequence[float]],
+        labels: Union[torch.Tensor, Sequence[int]],
+        rles: Sequence[Dict],
+    ):
+        """Record one frame's output.
+
+        Args:
+            frame_idx: index of the frame in [0, length).
+            track_ids: (N,) track ids from the tracker; -1 entries (dropped detections) are skipped.
+            scores: (N,) detection scores.
+            labels: (N,) contiguous class ids.
+            rles: N compressed RLE dicts at the original resolution (str or bytes counts; stored
+                with str counts).
+        """
+        if not 0 <= frame_idx < self.length:
+            raise ValueError(f"frame_idx {frame_idx} outside [0, {self.length})")
+        track_ids, scores, labels = _to_list(track_ids), _to_list(scores), _to_list(labels)
+        if not len(track_ids) == len(scores) == len(labels) == len(rles):
+            raise ValueError(
+                f"add_frame got {len(track_ids)} ids, {len(scores)} scores, {len(labels)} labels "
+                f"and {len(rles)} RLEs; they must have the same length"
+            )
+        for track_id, score, label, rle in zip(track_ids, scores, labels, rles):
+            track_id = int(track_id)
+            if track_id < 0:
+                continue
+            if list(rle["size"]) != [self.height, self.width]:
+                size = [self.height, self.width]
+                raise ValueError(f"RLE of size {list(rle['size'])} in a video of size {size}")
+            track = self._tracks.setdefault(track_id, {"frames": {}, "scores": [], "labels": []})
+            if frame_idx in track["frames"]:
+                raise ValueError(f"Track {track_id} output twice in frame {frame_idx}")
+            track["frames"][frame_idx] = _rle_counts_to_str(rle)
+            track["scores"].append(float(score))
+            track["labels"].append(int(label))
+
+    def tracks(self) -> List[Dict]:
+        """The video's tracks, by increasing track id.
+
+        Returns:
+            list of ``{"track_id": int, "score": float, "category_id": int,
+            "segmentations": [RLE | None] * length}`` (docs/interfaces.md §4).
+        """
+        out = []
+        for track_id in sorted(self._tracks):
+            track = self._tracks[track_id]
+            segmentations = [None] * self.length
+            for frame_idx, rle in track["frames"].items():
+                segmentations[frame_idx] = rle
+            out.append(
+                {
+                    "track_id": track_id,
+                    "score": float(np.mean(track["scores"])),
+                    "category_id": int(np.bincount(track["labels"]).argmax()),
+                    "segmentations": segmentations,
+                }
+            )
+        return out
