@@ -13,6 +13,7 @@ from detectron2.data import detection_utils
 from detectron2.structures import BitMasks, BoxMode
 from vis_d2.config import add_vis_config
 from vis_d2.data.dataset_mapper import LazyVideoFrames, YTVISClipMapper, YTVISVideoMapper
+from vis_d2.data.datasets import MissingFrameError
 
 H, W = 36, 64
 LEFT_BOX, RIGHT_BOX = (4, 8, 16, 20), (40, 10, 56, 30)  # XYXY, in original pixels
@@ -181,7 +182,7 @@ def test_mapper_leaves_the_dataset_dict_unchanged(tmp_path):
 def test_missing_frame_raises_an_error_naming_video_and_frame(tmp_path):
     video = make_video(tmp_path, two_tracks(1), video_id=42)
     (tmp_path / "v42_000.jpg").unlink()
-    with pytest.raises(FileNotFoundError, match=r"frame 0 of video 42 .*v42_000\.jpg"):
+    with pytest.raises(MissingFrameError, match=r"Frame 0 of video 42 not found: .*v42_000\.jpg"):
         YTVISClipMapper(make_cfg())(video)
 
 
@@ -244,5 +245,5 @@ def test_lazy_frames_missing_file_names_video_and_frame(tmp_path):
     (tmp_path / "v8_002.jpg").unlink()
     frames = YTVISVideoMapper(make_cfg())(video)["image"]
     frames[0]
-    with pytest.raises(FileNotFoundError, match="frame 2 of video 8"):
+    with pytest.raises(MissingFrameError, match="Frame 2 of video 8 not found"):
         frames[2]

@@ -24,6 +24,7 @@ from detectron2.structures import BitMasks, Instances, PolygonMasks
 from detectron2.utils.logger import log_first_n
 
 from .clip_sampler import ClipSampler
+from .datasets.ytvis import MissingFrameError
 
 __all__ = ["YTVISClipMapper", "YTVISVideoMapper", "LazyVideoFrames", "read_video_frame"]
 
@@ -45,7 +46,7 @@ def read_video_frame(
     try:
         image = utils.read_image(file_name, format=image_format)
     except FileNotFoundError as e:
-        raise FileNotFoundError(f"Missing {where}") from e
+        raise MissingFrameError(file_name, video_id, frame_index) from e
     except OSError as e:  # PIL could not decode it: a truncated or non-image file
         raise OSError(f"Cannot read {where}: {e}") from e
     if height is not None and width is not None and image.shape[:2] != (height, width):
