@@ -51,3 +51,14 @@ def add_vis_config(cfg):
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # drop tracks unseen this many frames; -1 keeps all (official)
     cfg.MODEL.TRACKER.UPDATE_LABEL = False        # official keeps a track's label from creation (mmtrack updates)
     # fmt: on
+
+    # ---------------------------------------------------------------- small from-scratch backbone
+    # build_small_resnet_fpn_backbone (vis_d2/modeling/backbone/small_resnet.py): detectron2's BasicStem /
+    # BasicBlock with free widths, for training from scratch on CPU (tiny synthetic configs). NORM, OUT_FEATURES,
+    # FREEZE_AT and the FPN come from detectron2's MODEL.RESNETS.*, MODEL.BACKBONE.* and MODEL.FPN.* keys.
+    cfg.MODEL.SMALL_RESNET = CN()
+    # fmt: off
+    cfg.MODEL.SMALL_RESNET.STEM_OUT_CHANNELS = 32
+    cfg.MODEL.SMALL_RESNET.STAGE_OUT_CHANNELS = [32, 64, 128, 256]  # res2..res5; GN needs multiples of 32
+    cfg.MODEL.SMALL_RESNET.NUM_BLOCKS = [2, 2, 2, 2]                # BasicBlocks per stage (ResNet-18 layout)
+    # fmt: on
