@@ -4,13 +4,14 @@ A regular install copies ``projects/<Folder>/<name>`` here (see setup.py). In a 
 editable install that ``make`` does), the finder below resolves the same names to the folders under
 ``projects/`` so that edits there take effect without reinstalling.
 """
+import importlib
 import importlib.abc
 import importlib.util
 import os
 
-# package name -> folder under projects/ (keep in sync with setup.py's PROJECTS)
+# package name -> (folder under projects/, the package's config function); keep in sync with setup.py
 _PROJECTS = {
-    "masktrack_rcnn": "MaskTrackRCNN",
+    "masktrack_rcnn": ("MaskTrackRCNN", "add_masktrack_config"),
 }
 _PROJECTS_ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "projects")
 
@@ -23,12 +24,19 @@ class _SourceTreeProjectFinder(importlib.abc.MetaPathFinder):
         name = fullname[len(prefix):]
         if "." in name or name not in _PROJECTS:
             return None
-        init = os.path.join(_PROJECTS_ROOT, _PROJECTS[name], name, "__init__.py")
+        init = os.path.join(_PROJECTS_ROOT, _PROJECTS[name][0], name, "__init__.py")
         if not os.path.isfile(init):
             return None
         return importlib.util.spec_from_file_location(
             fullname, os.path.normpath(init), submodule_search_locations=[os.path.dirname(os.path.normpath(init))]
         )
+
+
+def add_project_configs(cfg):
+    """Import every method package (registering its models) and add its config keys to ``cfg``."""
+    for name, (_, config_fn) in _PROJECTS.items():
+        module = importlib.import_module(f"{__name__}.{name}")
+        getattr(module, config_fn)(cfg)
 
 
 if os.path.isdir(_PROJECTS_ROOT):

@@ -1,0 +1,158 @@
+#!/usr/bin/env python
+"""Cost of tracking, measured in one run: per-frame time of a video model with and without its track head
+and tracker, and peak memory on a long video against a short one.
+
+    ./.venv/bin/python tools/benchmark_tracking.py overhead [--weights output/demo/model_final.pth]
+    ./.venv/bin/python tools/benchmark_tracking.py memory
+
+overhead: the same frames go through (a) the full online pipeline (``inference_video``: detection, track
+embeddings, tracker, masks of the kept detections, RLE) and (b) the same detector alone (backbone, RPN, box
+head, masks of every detection, RLE): no track head, no tracker. Both include preprocessing, mask pasting and
+RLE encoding; the two are interleaved round by round so machine noise hits both alike.
+memory: one subprocess per video length runs the full pipeline on a generated synthetic video and reports
+its peak resident memory (ru_maxrss) and the size of the RLEs it produced.
+"""
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), os.pardir, "configs", "synth_vis", "masktrack_rcnn_tiny.yaml")
+
+
+def build_model(config, weights, opts=()):
+    from detectron2.checkpoint import DetectionCheckpointer
+    from detectron2.config import get_cfg
+    from detectron2.modeling import build_model as d2_build_model
+
+    import vis_d2.modeling  # noqa: F401
+    from vis_d2.config import add_vis_config
+    from vis_d2.projects import add_project_configs
+
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_project_configs(cfg)
+    cfg.merge_from_file(config)
+    cfg.merge_from_list(list(opts))
+    model = d2_build_model(cfg).eval()
+    if weights:
+        DetectionCheckpointer(model).load(weights)
+    return cfg, model
+
+
+def make_video(root, length, seed=0):
+    """One synthetic validation video of ``length`` frames, read back through the test mapper."""
+    from vis_d2.data.datasets import load_ytvis_json
+    from vis_d2.data.synthetic import write_split
+
+    json_file = write_split(root, "valid", 1, seed, frame_range=(length, length))
+    return load_ytvis_json(json_file, os.path.join(root, "valid", "JPEGImages"))[0]
+
+
+def detector_only_video(model, video):
+    """The same detector without the track head and tracker: every detection is segmented and encoded."""
+    import torch
+
+    from vis_d2.modeling.track_aggregation import paste_and_encode
+    from vis_d2.modeling.meta_arch.online_video_rcnn import _rescale_boxes
+
+    frames = video["image"]
+    orig_size = (int(video["height"]), int(video["width"]))
+    rles = []
+    with torch.no_grad():
+        for t in range(len(frames)):
+            images = model.preprocess_image([frames[t]])
+            features = model.backbone(images.tensor)
+            proposals, _ = model.proposal_generator(images, features, None)
+            detections = model.roi_heads._forward_box(features, proposals)[0]
+            if len(detections):
+                detections = model.roi_heads.predict_masks(features, [detections])[0]
+                boxes = _rescale_boxes(detections.pred_boxes, images.image_sizes[0], orig_size)
+                rles.append(paste_and_encode(detections.pred_masks, boxes.tensor, orig_size))
+    return rles
+
+
+def run_overhead(args):
+    import torch
+
+    from vis_d2.data.dataset_mapper import YTVISVideoMapper
+
+    torch.set_num_threads(args.threads)
+    cfg, model = build_model(args.config, args.weights, args.opts)
+    with tempfile.TemporaryDirectory() as root:
+        video = YTVISVideoMapper(cfg)(make_video(root, args.frames))
+        full, det = [], []
+        with torch.no_grad():
+            model.inference_video(video), detector_only_video(model, video)  # warm-up
+            for _ in range(args.rounds):
+                t0 = time.perf_counter()
+                model.inference_video(video)
+                t1 = time.perf_counter()
+                detector_only_video(model, video)
+                t2 = time.perf_counter()
+                full.append((t1 - t0) / args.frames)
+                det.append((t2 - t1) / args.frames)
+    full_ms, det_ms = 1000 * min(full), 1000 * min(det)
+    print(f"frames per round: {args.frames}, rounds: {args.rounds}, torch threads: {args.threads}, "
+          f"weights: {args.weights or 'random init'}, device: {cfg.MODEL.DEVICE}")
+    print(f"detector only          : {det_ms:8.1f} ms/frame (best round)")
+    print(f"with track head+tracker: {full_ms:8.1f} ms/frame (best round)")
+    print(f"ratio                  : {full_ms / det_ms:8.3f}x  (median-round ratio "
+          f"{sorted(f / d for f, d in zip(full, det))[len(full) // 2]:.3f}x)")
+
+
+def run_memory_child(args):
+    import torch
+
+    from vis_d2.data.dataset_mapper import YTVISVideoMapper
+
+    torch.set_num_threads(args.threads)
+    cfg, model = build_model(args.config, args.weights, args.opts)
+    with tempfile.TemporaryDirectory() as root:
+        video = YTVISVideoMapper(cfg)(make_video(root, args.frames))
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        start = time.perf_counter()
+        output = model.inference_video(video)
+        seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rle_bytes = sum(len(s["counts"]) for tr in output["pred_tracks"] for s in tr["segmentations"] if s)
+    print(json.dumps({"frames": args.frames, "peak_rss_mib": peak / 1024, "rss_before_video_mib": before / 1024,
+                      "rle_bytes": rle_bytes, "tracks": len(output["pred_tracks"]), "seconds": seconds}))
+
+
+def run_memory(args):
+    rows = []
+    for frames in args.lengths:
+        cmd = [sys.executable, __file__, "memory-child", "--frames", str(frames), "--config", args.config,
+               "--threads", str(args.threads)] + (["--weights", args.weights] if args.weights else []) + args.opts
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+        rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"{'frames':>7} {'peak RSS MiB':>13} {'RSS before video':>17} {'growth MiB':>11} {'RLE KiB':>8} {'tracks':>7} {'s':>7}")
+    for r in rows:
+        print(f"{r['frames']:>7} {r['peak_rss_mib']:>13.1f} {r['rss_before_video_mib']:>17.1f} "
+              f"{r['peak_rss_mib'] - r['rss_before_video_mib']:>11.1f} {r['rle_bytes'] / 1024:>8.1f} "
+              f"{r['tracks']:>7} {r['seconds']:>7.1f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("mode", choices=["overhead", "memory", "memory-child"])
+    parser.add_argument("--config", default=CONFIG)
+    parser.add_argument("--weights", default="", help="checkpoint (default: random init)")
+    parser.add_argument("--frames", type=int, default=20, help="overhead: frames per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--lengths", type=int, nargs="+", default=[50, 1000], help="memory: video lengths")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on 2 cores)")
+    # Anything else is a config override, KEY VALUE pairs as in train_net.py (e.g. MODEL.DEVICE cuda).
+    args, args.opts = parser.parse_known_args()
+    if len(args.opts) % 2 or any(k.startswith("-") for k in args.opts[::2]):
+        parser.error(f"unrecognised arguments: {' '.join(args.opts)}")
+    {"overhead": run_overhead, "memory": run_memory, "memory-child": run_memory_child}[args.mode](args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,74 @@
+"""``VideoTrainer``: detectron2's ``DefaultTrainer`` with video loaders, the YouTube-VIS evaluator and CPU DDP."""
+import logging
+import os
+import weakref
+
+import torch
+from detectron2.checkpoint import DetectionCheckpointer
+from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
+from detectron2.utils import comm
+from detectron2.utils.logger import setup_logger
+
+from vis_d2.data.build import build_video_test_loader, build_video_train_loader
+from vis_d2.evaluation.ytvis_evaluator import YTVISEvaluator
+
+__all__ = ["VideoTrainer", "inference_output_dir"]
+
+
+def inference_output_dir(cfg, dataset_name):
+    """``OUTPUT_DIR/inference`` for a single test set (the documented place of ``metrics.json``),
+    ``OUTPUT_DIR/inference/<dataset_name>`` when several are evaluated."""
+    root = os.path.join(cfg.OUTPUT_DIR, "inference")
+    return root if len(cfg.DATASETS.TEST) <= 1 else os.path.join(root, dataset_name)
+
+
+class VideoTrainer(DefaultTrainer):
+    """Trains and evaluates vis_d2 models with detectron2's default training loop and hooks.
+
+    Differences from ``DefaultTrainer``: video dataset loaders (clips for training, whole videos for testing),
+    the YouTube-VIS evaluator, and a DDP wrapper that also works for CPU processes (gloo), where
+    ``DefaultTrainer`` would pass GPU ``device_ids``.
+    """
+
+    def __init__(self, cfg):
+        # Same construction order as DefaultTrainer.__init__; only the DDP wrapping differs.
+        TrainerBase.__init__(self)
+        if not logging.getLogger("detectron2").isEnabledFor(logging.INFO):
+            setup_logger()
+        cfg = DefaultTrainer.auto_scale_workers(cfg, comm.get_world_size())
+        model = self.build_model(cfg)
+        optimizer = self.build_optimizer(cfg, model)
+        data_loader = self.build_train_loader(cfg)
+        on_gpu = next(model.parameters()).device.type == "cuda"
+        ddp_kwargs = {} if on_gpu else {"device_ids": None}
+        model = create_ddp_model(model, broadcast_buffers=False, **ddp_kwargs)
+        use_amp = cfg.SOLVER.AMP.ENABLED and on_gpu
+        self._trainer = (AMPTrainer if use_amp else SimpleTrainer)(model, data_loader, optimizer)
+        self.scheduler = self.build_lr_scheduler(cfg, optimizer)
+        self.checkpointer = DetectionCheckpointer(model, cfg.OUTPUT_DIR, trainer=weakref.proxy(self))
+        self.start_iter = 0
+        self.max_iter = cfg.SOLVER.MAX_ITER
+        self.cfg = cfg
+        self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_train_loader(cls, cfg):
+        return build_video_train_loader(cfg)
+
+    @classmethod
+    def build_test_loader(cls, cfg, dataset_name):
+        return build_video_test_loader(cfg, dataset_name)
+
+    @classmethod
+    def build_evaluator(cls, cfg, dataset_name, output_dir=None):
+        return YTVISEvaluator(
+            dataset_name,
+            output_dir=output_dir or inference_output_dir(cfg, dataset_name),
+            zip_results=cfg.TEST.VIS_ZIP_RESULTS,
+            max_tracks_per_video=cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO,
+        )
+
+    @classmethod
+    def test(cls, cfg, model, evaluators=None):
+        with torch.no_grad():
+            return super().test(cfg, model, evaluators)
