@@ -18,7 +18,8 @@ fi
 iter_opts=()
 [ -n "$ITERS" ] && iter_opts=(SOLVER.MAX_ITER "$ITERS")
 echo "[demo] training $CFG ${ITERS:+for $ITERS iterations} -> $OUT"
-$PY train_net.py --config-file "$CFG" OUTPUT_DIR "$OUT" "${iter_opts[@]}"
+# DATASETS.TEST () skips detectron2's evaluation at the end of training: the next step evaluates, as a user would.
+$PY train_net.py --config-file "$CFG" OUTPUT_DIR "$OUT" DATASETS.TEST "()" "${iter_opts[@]}"
 
 echo "[demo] evaluating $OUT/model_final.pth on synth_vis_val"
 $PY train_net.py --config-file "$CFG" --eval-only MODEL.WEIGHTS "$OUT/model_final.pth" OUTPUT_DIR "$OUT"
