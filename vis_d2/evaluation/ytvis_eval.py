@@ -16,8 +16,6 @@ Usage::
 with one line on stderr and exit status 1. This module imports neither torch nor detectron2.
 """
 import argparse
-import contextlib
-import gc
 import json
 import os
 import sys
@@ -31,24 +29,9 @@ from .matching import greedy_match
 from .params import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, METRIC_DESCRIPTIONS, METRIC_KEYS
 from .video_iou import cell_intersections, collect_occurrences, track_iou
 from .ytvis_io import GroundTruth, Predictions, YTVISFormatError, load_json, parse_ground_truth, parse_results
+from ..utils import gc_paused
 
 __all__ = ["evaluate_ytvis", "evaluate_parsed", "per_category_percent", "format_table", "main"]
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    """Pause the cyclic garbage collector around bulk allocation.
-
-    Loading and flattening a results file creates millions of small containers and no reference cycles;
-    the collector's repeated full scans of them would double the run time.
-    """
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _eval_video_ids(gt: GroundTruth, video_ids: Optional[Iterable[int]]) -> np.ndarray:
@@ -174,7 +157,7 @@ def evaluate_parsed(gt: GroundTruth, preds: Predictions, video_ids: Optional[Ite
         dict with ``stats`` ``(12,)`` (official fractions, -1 undefined), ``precision`` ``(T, R, K, A, M)``,
         ``recall`` ``(T, K, A, M)``, ``category_ids`` ``(K,)`` and ``category_ap`` ``(K,)`` (-1 undefined).
     """
-    with _gc_paused():
+    with gc_paused():
         return _evaluate(gt, preds, _eval_video_ids(gt, video_ids))
 
 
@@ -251,7 +234,7 @@ def evaluate_ytvis(gt: dict, results: list, video_ids: Optional[Iterable[int]] =
     Raises:
         YTVISFormatError: malformed input (one-line message naming the entry and video).
     """
-    with _gc_paused():
+    with gc_paused():
         g = parse_ground_truth(gt)
         out = evaluate_parsed(g, parse_results(results, g), video_ids)
     metrics = stats_to_percent(out["stats"])
@@ -323,7 +306,7 @@ def main(argv=None) -> int:
     args = _parse_args(argv)
     prog = "ytvis_eval"
     try:
-        with _gc_paused():
+        with gc_paused():
             _run(args)
     except BrokenPipeError:  # e.g. piped into `head`: the output was not wanted, the evaluation is done
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

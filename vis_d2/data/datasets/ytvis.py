@@ -6,8 +6,6 @@ The json holds one entry per *track* (a per-frame list of masks and boxes); vis_
 leaves the loader as compressed RLE with ``counts`` as str, whatever the json used (polygons, uncompressed
 or compressed RLE), so the mappers and the evaluator handle a single form.
 """
-import contextlib
-import gc
 import json
 import logging
 import os
@@ -18,6 +16,8 @@ import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
+
+from vis_d2.utils import gc_paused
 
 logger = logging.getLogger(__name__)
 
@@ -319,7 +319,7 @@ def load_ytvis_json(
     """
     start = time.perf_counter()
     json_file, image_root = os.fspath(json_file), os.fspath(image_root)
-    with _gc_paused():
+    with gc_paused():
         records, num_instances = _load(json_file, image_root, dataset_name, extra_video_keys)
     has_annotations = any(r["has_annotations"] for r in records)
     logger.info(
@@ -328,19 +328,6 @@ def load_ytvis_json(
         + ("" if has_annotations else "; no annotations: a split without ground truth")
     )
     return records
-
-
-@contextlib.contextmanager
-def _gc_paused():
-    # The parsed json is millions of small lists; generational GC passes over them would take about
-    # a third of the load time of YouTube-VIS train. Nothing here makes reference cycles.
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
 
 
 def _load(json_file, image_root, dataset_name, extra_video_keys):
