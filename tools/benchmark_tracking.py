@@ -9,13 +9,13 @@ overhead: the same frames go through (a) the full online pipeline (``inference_v
 embeddings, tracker, masks of the kept detections, RLE) and (b) the same detector alone (backbone, RPN, box
 head, masks of every detection, RLE): no track head, no tracker. Both include preprocessing, mask pasting and
 RLE encoding; the two are interleaved round by round so machine noise hits both alike.
-memory: one subprocess per video length runs the full pipeline on a generated synthetic video and reports
-its peak resident memory (ru_maxrss) and the size of the RLEs it produced.
+memory: for each video length, a synthetic video is generated, then a fresh subprocess runs the full pipeline on it
+and reports how far its resident memory rose above the level before the video (Linux VmHWM, reset just before)
+and the size of the RLEs it produced.
 """
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -105,35 +105,55 @@ def run_overhead(args):
           f"{sorted(f / d for f, d in zip(full, det))[len(full) // 2]:.3f}x)")
 
 
+def _rss_mib(field):
+    """VmRSS (current) or VmHWM (peak since the last reset) of this process, in MiB (Linux)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"{field} not in /proc/self/status")
+
+
 def run_memory_child(args):
     import torch
 
     from vis_d2.data.dataset_mapper import YTVISVideoMapper
+    from vis_d2.data.datasets import load_ytvis_json
 
     torch.set_num_threads(args.threads)
     cfg, model = build_model(args.config, args.weights, args.opts)
-    with tempfile.TemporaryDirectory() as root:
-        video = YTVISVideoMapper(cfg)(make_video(root, args.frames))
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        start = time.perf_counter()
-        output = model.inference_video(video)
-        seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    video_dict = load_ytvis_json(os.path.join(args.video_root, "valid.json"), os.path.join(args.video_root, "valid", "JPEGImages"))[0]
+    video = YTVISVideoMapper(cfg)(video_dict)
+    with torch.no_grad():  # warm-up on a few frames, so one-time allocations are not counted as growth
+        model.inference_video(dict(video, image=video["image"][:3]))
+    before = _rss_mib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:  # reset the peak (VmHWM) to the current RSS
+        f.write("5")
+    start = time.perf_counter()
+    output = model.inference_video(video)
+    seconds = time.perf_counter() - start
+    peak = _rss_mib("VmHWM")
     rle_bytes = sum(len(s["counts"]) for tr in output["pred_tracks"] for s in tr["segmentations"] if s)
-    print(json.dumps({"frames": args.frames, "peak_rss_mib": peak / 1024, "rss_before_video_mib": before / 1024,
+    print(json.dumps({"frames": len(video["image"]), "peak_rss_mib": peak, "rss_before_video_mib": before,
                       "rle_bytes": rle_bytes, "tracks": len(output["pred_tracks"]), "seconds": seconds}))
 
 
 def run_memory(args):
+    """Videos are generated here, so their rendering never counts towards the inference's peak."""
+    from vis_d2.data.synthetic import write_split
+
     rows = []
-    for frames in args.lengths:
-        cmd = [sys.executable, __file__, "memory-child", "--frames", str(frames), "--config", args.config,
-               "--threads", str(args.threads)] + (["--weights", args.weights] if args.weights else []) + args.opts
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        rows.append(json.loads(out.strip().splitlines()[-1]))
-    print(f"{'frames':>7} {'peak RSS MiB':>13} {'RSS before video':>17} {'growth MiB':>11} {'RLE KiB':>8} {'tracks':>7} {'s':>7}")
+    with tempfile.TemporaryDirectory() as root:
+        for frames in args.lengths:
+            video_root = os.path.join(root, str(frames))
+            write_split(video_root, "valid", 1, 0, frame_range=(frames, frames))
+            cmd = [sys.executable, __file__, "memory-child", "--video-root", video_root, "--config", args.config,
+                   "--threads", str(args.threads)] + (["--weights", args.weights] if args.weights else []) + args.opts
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            rows.append(json.loads(out.strip().splitlines()[-1]))
+    print(f"{'frames':>7} {'RSS before video MiB':>21} {'peak during video':>18} {'growth MiB':>11} {'RLE KiB':>8} {'tracks':>7} {'s':>7}")
     for r in rows:
-        print(f"{r['frames']:>7} {r['peak_rss_mib']:>13.1f} {r['rss_before_video_mib']:>17.1f} "
+        print(f"{r['frames']:>7} {r['rss_before_video_mib']:>21.1f} {r['peak_rss_mib']:>18.1f} "
               f"{r['peak_rss_mib'] - r['rss_before_video_mib']:>11.1f} {r['rle_bytes'] / 1024:>8.1f} "
               f"{r['tracks']:>7} {r['seconds']:>7.1f}")
 
@@ -146,6 +166,7 @@ def main():
     parser.add_argument("--frames", type=int, default=20, help="overhead: frames per round")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--lengths", type=int, nargs="+", default=[50, 1000], help="memory: video lengths")
+    parser.add_argument("--video-root", help=argparse.SUPPRESS)  # memory-child: the generated video
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is steadiest on 2 cores)")
     # Anything else is a config override, KEY VALUE pairs as in train_net.py (e.g. MODEL.DEVICE cuda).
     args, args.opts = parser.parse_known_args()
