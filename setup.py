@@ -4,13 +4,14 @@ Method packages live in ``projects/<Method>/<package>`` and install as ``vis_d2.
 (the way detectron2 installs its own projects).
 """
 import os
+import sys
 
 from setuptools import find_packages, setup
 
-# package name under vis_d2.projects -> folder inside projects/
-PROJECTS = {
-    "masktrack_rcnn": "MaskTrackRCNN",
-}
+# The table of method packages lives in vis_d2/projects/__init__.py (standard library only, safe to import
+# here); it maps each package name under vis_d2.projects to its folder inside projects/.
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from vis_d2.projects import PROJECTS  # noqa: E402
 
 
 def read_version():
@@ -23,7 +24,7 @@ def read_version():
 
 project_packages = {
     f"vis_d2.projects.{name}": os.path.join("projects", folder, name)
-    for name, folder in PROJECTS.items()
+    for name, (folder, _) in PROJECTS.items()
     if os.path.isdir(os.path.join("projects", folder, name))
 }
 

@@ -3,7 +3,6 @@ import logging
 import os
 import weakref
 
-import torch
 from detectron2.checkpoint import DetectionCheckpointer
 from detectron2.engine import AMPTrainer, DefaultTrainer, SimpleTrainer, TrainerBase, create_ddp_model
 from detectron2.utils import comm
@@ -67,8 +66,3 @@ class VideoTrainer(DefaultTrainer):
             zip_results=cfg.TEST.VIS_ZIP_RESULTS,
             max_tracks_per_video=cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO,
         )
-
-    @classmethod
-    def test(cls, cfg, model, evaluators=None):
-        with torch.no_grad():
-            return super().test(cfg, model, evaluators)

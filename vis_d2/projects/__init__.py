@@ -9,8 +9,8 @@ import importlib.abc
 import importlib.util
 import os
 
-# package name -> (folder under projects/, the package's config function); keep in sync with setup.py
-_PROJECTS = {
+# package name -> (folder under projects/, the package's config function); setup.py reads this table too
+PROJECTS = {
     "masktrack_rcnn": ("MaskTrackRCNN", "add_masktrack_config"),
 }
 _PROJECTS_ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "projects")
@@ -22,9 +22,9 @@ class _SourceTreeProjectFinder(importlib.abc.MetaPathFinder):
         if not fullname.startswith(prefix):
             return None
         name = fullname[len(prefix):]
-        if "." in name or name not in _PROJECTS:
+        if "." in name or name not in PROJECTS:
             return None
-        init = os.path.join(_PROJECTS_ROOT, _PROJECTS[name][0], name, "__init__.py")
+        init = os.path.join(_PROJECTS_ROOT, PROJECTS[name][0], name, "__init__.py")
         if not os.path.isfile(init):
             return None
         return importlib.util.spec_from_file_location(
@@ -34,7 +34,7 @@ class _SourceTreeProjectFinder(importlib.abc.MetaPathFinder):
 
 def add_project_configs(cfg):
     """Import every method package (registering its models) and add its config keys to ``cfg``."""
-    for name, (_, config_fn) in _PROJECTS.items():
+    for name, (_, config_fn) in PROJECTS.items():
         module = importlib.import_module(f"{__name__}.{name}")
         getattr(module, config_fn)(cfg)
 
