@@ -152,6 +152,29 @@ def test_training_step_gives_finite_losses_and_gradients_reach_the_track_head():
     assert model.backbone.bottom_up.stem.conv1.weight.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("detect_all_frames", [False, True])
+def test_detection_losses_on_reference_frames_only_with_detect_all_frames(monkeypatch, detect_all_frames):
+    model = build_model(tiny_cfg("MODEL.VIDEO.DETECT_ALL_FRAMES", detect_all_frames))
+    model.train()
+    seen_ids = []
+    roi_forward = model.roi_heads.forward
+
+    def recording_forward(images, features, proposals, targets=None, **kwargs):
+        seen_ids.append(sorted(targets[0].gt_ids.tolist()))
+        _, losses = roi_forward(images, features, proposals, targets, **kwargs)
+        # A constant per call: key frame 1, reference frame 3, so the mean over frames is 2.
+        constant = 1.0 if len(seen_ids) == 1 else 3.0
+        return None, {k: (v * 0 + constant if k != "loss_track" else v) for k, v in losses.items()}
+
+    monkeypatch.setattr(model.roi_heads, "forward", recording_forward)
+    with EventStorage():
+        losses = model([make_clip(0)])
+    assert len(seen_ids) == (2 if detect_all_frames else 1)
+    assert float(losses["loss_cls"]) == (2.0 if detect_all_frames else 1.0)
+    assert float(losses["loss_mask"]) == float(losses["loss_cls"])
+    assert torch.isfinite(losses["loss_track"]) and float(losses["loss_track"]) not in (1.0, 2.0, 3.0)
+
+
 def test_clips_without_a_reference_frame_train_without_track_loss():
     model = build_model(tiny_cfg())
     model.train()

@@ -58,6 +58,20 @@ def test_identity_kept_through_crossing_of_same_class_objects_with_distinct_embe
     assert _update(blind, 1, [0 * a, 0 * b], [RIGHT, LEFT]) == [1, 0]
 
 
+def test_embed_weight_zero_turns_the_appearance_cue_off():
+    # Same crossing as above: with EMBED_WEIGHT 0 the embeddings no longer count, so the box IoU
+    # swaps the identities although the appearances say otherwise.
+    a, b = 5 * E[0], 5 * E[1]
+    tracker = _tracker(embed_weight=0.0)
+    assert _update(tracker, 0, [a, b], [LEFT, RIGHT]) == [0, 1]
+    assert _update(tracker, 1, [b, a], [LEFT, RIGHT]) == [0, 1]
+    # ...and a totally dissimilar detection on the same box is matched, not started as a new track.
+    assert _update(tracker, 2, [-5 * E[0]], [LEFT]) == [0]
+    appearance = _tracker(embed_weight=1.0)
+    _update(appearance, 0, [a, b], [LEFT, RIGHT])
+    assert _update(appearance, 1, [b, a], [LEFT, RIGHT]) == [1, 0]
+
+
 def test_new_object_gets_new_id_and_existing_one_keeps_its_id():
     tracker = _tracker()
     assert _update(tracker, 0, [5 * E[0]], [LEFT]) == [0]
@@ -249,12 +263,14 @@ def test_empty_frames_return_empty_ids_and_keep_memory():
 def test_from_config_reads_model_tracker_keys():
     cfg = get_cfg()
     add_vis_config(cfg)
+    cfg.MODEL.TRACKER.EMBED_WEIGHT = 0.5
     cfg.MODEL.TRACKER.LABEL_WEIGHT = 3.0
     cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 2.0
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = 20
     cfg.MODEL.TRACKER.UPDATE_LABEL = True
     sim = lambda d, m: d @ m.t()  # noqa: E731
     tracker = OnlineTracker(cfg, similarity=sim)
+    assert tracker.embed_weight == 0.5
     assert tracker.label_weight == 3.0 and tracker.mask_iou_weight == 2.0
     assert tracker.memory_retain_frames == 20 and tracker.update_label is True
     assert tracker.score_weight == 1.0 and tracker.box_iou_weight == 2.0

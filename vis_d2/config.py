@@ -24,6 +24,12 @@ def add_vis_config(cfg):
     cfg.INPUT.SAMPLING_REF_REQUIRE_ANNOTATIONS = True  # so do reference frames (MaskTrack R-CNN's rule)
     # fmt: on
 
+    # ---------------------------------------------------------------- base online video model (training)
+    cfg.MODEL.VIDEO = CN()
+    # [ours] Detection and mask losses on every annotated frame of a clip (key + reference frames), averaged
+    # over the frames; the official MaskTrack R-CNN trains detection on the key frame only (False).
+    cfg.MODEL.VIDEO.DETECT_ALL_FRAMES = False
+
     # ---------------------------------------------------------------- video evaluation
     cfg.TEST.VIS_ZIP_RESULTS = True  # also write results.zip (what the YouTube-VIS server accepts)
     cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO = 100  # keep the top-scoring tracks per video in results.json
@@ -41,9 +47,10 @@ def add_vis_config(cfg):
     # ---------------------------------------------------------------- online tracker (inference)
     cfg.MODEL.TRACKER = CN()
     # Multi-cue assignment score (MaskTrack R-CNN Eq. 3; match_coeff [1.0, 2.0, 10] in the official code):
-    #   log p(match) + SCORE_WEIGHT*log(det score) + BOX_IOU_WEIGHT*IoU + LABEL_WEIGHT*[same class]
+    #   EMBED_WEIGHT*log p(match) + SCORE_WEIGHT*log(det score) + BOX_IOU_WEIGHT*IoU + LABEL_WEIGHT*[same class]
     #   + MASK_IOU_WEIGHT*mask IoU (TFA's extra cue; 0 disables it).
     # fmt: off
+    cfg.MODEL.TRACKER.EMBED_WEIGHT = 1.0          # weight of log p(match) (the appearance cue); 0: motion + class only
     cfg.MODEL.TRACKER.SCORE_WEIGHT = 1.0
     cfg.MODEL.TRACKER.BOX_IOU_WEIGHT = 2.0
     cfg.MODEL.TRACKER.LABEL_WEIGHT = 10.0

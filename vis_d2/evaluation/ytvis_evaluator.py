@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import time
 import zipfile
 from collections import OrderedDict
 from typing import List, Optional
@@ -77,8 +78,12 @@ class YTVISEvaluator(DatasetEvaluator):
     ``evaluate()`` returns ``{"segm": OrderedDict(AP, AP50, ..., ARl, AP-<class>...)}`` in percent (NaN
     where undefined, so detectron2's ``print_csv_format`` can print it), and writes to ``output_dir``:
     ``results.json``, ``results.zip`` (``results.json`` at its root) and, with ground truth,
-    ``metrics.json`` (the 12 keys, ``per_category_AP`` and, if the ground truth tags hard videos,
-    ``hard``: the 12 keys on those videos only).
+    ``metrics.json`` (the 12 keys, ``per_category_AP``, ``speed`` and, if the ground truth tags hard
+    videos, ``hard`` and ``clean``: the 12 keys on the hard videos only and on the others).
+
+    ``speed`` is the end-to-end inference time per frame (frame decoding, model, tracker, RLE encoding:
+    everything between two ``process`` calls), measured from the second video on so that the first
+    one's warm-up is left out: ``{"frames", "seconds", "ms_per_frame"}`` (of this process alone).
     """
 
     @configurable
@@ -110,7 +115,7 @@ class YTVISEvaluator(DatasetEvaluator):
         if not hasattr(self._metadata, "json_file"):
             raise ValueError(f"YTVISEvaluator needs MetadataCatalog.get({dataset_name!r}).json_file")
         self._contiguous_to_dataset = {c: d for d, c in self._metadata.thing_dataset_id_to_contiguous_id.items()}
-        self._results = []
+        self.reset()
 
     @classmethod
     def from_config(cls, cfg, dataset_name, output_dir=None, distributed=True):
@@ -124,6 +129,9 @@ class YTVISEvaluator(DatasetEvaluator):
 
     def reset(self):
         self._results = []
+        self._last_process_time = None
+        self._timed_frames = 0
+        self._timed_seconds = 0.0
 
     def process(self, inputs, outputs):
         """
@@ -131,11 +139,20 @@ class YTVISEvaluator(DatasetEvaluator):
             inputs: test videos (docs/interfaces.md section 3), one per output.
             outputs: ``{"video_id", "height", "width", "length", "pred_tracks"}`` per video (section 4).
         """
+        now = time.perf_counter()
+        if self._last_process_time is not None:
+            self._timed_seconds += now - self._last_process_time
+            self._timed_frames += sum(int(inp["length"]) for inp in inputs)
+        self._last_process_time = now
         for inp, out in zip(inputs, outputs):
             out = dict(out)
             out.setdefault("video_id", inp["video_id"])
             out.setdefault("length", inp["length"])
             self._results.extend(tracks_to_results(out, self._contiguous_to_dataset, self._max_tracks))
+
+    def _speed(self) -> dict:
+        ms = 1000.0 * self._timed_seconds / self._timed_frames if self._timed_frames else None
+        return {"frames": self._timed_frames, "seconds": round(self._timed_seconds, 3), "ms_per_frame": ms}
 
     def _write_results(self, results: List[dict]) -> None:
         PathManager.mkdirs(self._output_dir)
@@ -183,7 +200,7 @@ class YTVISEvaluator(DatasetEvaluator):
         out = evaluate_parsed(gt, preds)
         metrics = stats_to_percent(out["stats"])
         per_category = per_category_percent(gt, out)
-        report = dict(metrics, per_category_AP=per_category)
+        report = dict(metrics, per_category_AP=per_category, speed=self._speed())
         logger.info(format_table(metrics, f"Evaluation of {len(preds)} predicted tracks on {self._dataset_name}"))
         logger.info(
             "Per-category AP:\n"
@@ -192,6 +209,10 @@ class YTVISEvaluator(DatasetEvaluator):
         if gt.hard_video_ids:
             report["hard"] = stats_to_percent(evaluate_parsed(gt, preds, gt.hard_video_ids)["stats"])
             logger.info(format_table(report["hard"], f"Hard videos only ({len(gt.hard_video_ids)})"))
+            clean_ids = sorted(set(gt.videos) - set(gt.hard_video_ids))
+            if clean_ids:
+                report["clean"] = stats_to_percent(evaluate_parsed(gt, preds, clean_ids)["stats"])
+                logger.info(format_table(report["clean"], f"Clean (not hard) videos only ({len(clean_ids)})"))
         if self._output_dir:
             path = os.path.join(self._output_dir, "metrics.json")
             with PathManager.open(path, "w") as f:

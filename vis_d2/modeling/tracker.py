@@ -3,7 +3,7 @@
 MaskTrack R-CNN (Yang et al., ICCV 2019), Eq. (2)-(3): each detection of the current frame is
 assigned either to a track in memory or to a dummy "new object" entry, by the argmax of
 
-    comp(i, n) = log p_i(n) + SCORE_WEIGHT * log(score_i) + BOX_IOU_WEIGHT * IoU(box_i, box_n)
+    comp(i, n) = EMBED_WEIGHT * log p_i(n) + SCORE_WEIGHT * log(score_i) + BOX_IOU_WEIGHT * IoU(box_i, box_n)
                  + LABEL_WEIGHT * [label_i == label_n] + MASK_IOU_WEIGHT * maskIoU(i, n)
 
 where ``p_i = softmax([0, s_i1, ..., s_iM])`` and ``s`` is an embedding similarity (a dot product in
@@ -84,6 +84,7 @@ class OnlineTracker:
     def __init__(
         self,
         *,
+        embed_weight: float = 1.0,
         score_weight: float = 1.0,
         box_iou_weight: float = 2.0,
         label_weight: float = 10.0,
@@ -94,6 +95,8 @@ class OnlineTracker:
     ):
         """
         Args:
+            embed_weight: weight of the appearance term log p_i(n) (1 in MaskTrack R-CNN); 0 turns
+                the embedding cue off, leaving score, box IoU, label (and mask IoU).
             score_weight: weight of log(detection score) (MaskTrack's match_coeff[0]).
             box_iou_weight: weight of the box IoU with the track's last box (match_coeff[1]).
             label_weight: weight of the same-class indicator (match_coeff[2]).
@@ -111,6 +114,7 @@ class OnlineTracker:
         if memory_retain_frames < -1:
             raise ValueError(f"memory_retain_frames must be >= -1, got {memory_retain_frames}")
         # fmt: off
+        self.embed_weight         = float(embed_weight)
         self.score_weight         = float(score_weight)
         self.box_iou_weight       = float(box_iou_weight)
         self.label_weight         = float(label_weight)
@@ -125,6 +129,7 @@ class OnlineTracker:
     def from_config(cls, cfg):
         t = cfg.MODEL.TRACKER
         return {
+            "embed_weight": t.EMBED_WEIGHT,
             "score_weight": t.SCORE_WEIGHT,
             "box_iou_weight": t.BOX_IOU_WEIGHT,
             "label_weight": t.LABEL_WEIGHT,
@@ -287,7 +292,7 @@ class OnlineTracker:
         n = embeddings.shape[0]
         sim = self.similarity(embeddings, self._embeds.to(embeddings.dtype)).float()  # (N, M)
         logits = torch.cat([sim.new_zeros(n, 1), sim], dim=1)  # MaskTrack Eq. 2: dummy logit 0
-        comp = F.log_softmax(logits, dim=1)
+        comp = self.embed_weight * F.log_softmax(logits, dim=1)
         comp = comp + self.score_weight * torch.log(scores.clamp(min=_MIN_SCORE))[:, None]
 
         if self.box_iou_weight != 0:

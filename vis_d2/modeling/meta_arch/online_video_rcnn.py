@@ -54,6 +54,7 @@ class OnlineVideoRCNN(nn.Module):
         input_format: Optional[str] = None,
         mask_threshold: float = 0.5,
         tracker_mask_stride: int = 4,
+        detect_all_frames: bool = False,
     ):
         """
         Args:
@@ -64,6 +65,9 @@ class OnlineVideoRCNN(nn.Module):
             mask_threshold: binarisation threshold of the pasted mask probabilities (MaskTrack: 0.5).
             tracker_mask_stride: when the tracker uses the mask-IoU cue, masks are given to it at
                 the original resolution divided by this (a fixed size for the whole video).
+            detect_all_frames: detection and mask losses on the reference frames too, averaged with
+                the key frame's (``MODEL.VIDEO.DETECT_ALL_FRAMES``, ours); False trains detection on
+                the key frame only, as the official MaskTrack R-CNN does.
         """
         super().__init__()
         self.backbone = backbone
@@ -73,6 +77,7 @@ class OnlineVideoRCNN(nn.Module):
         self.input_format = input_format
         self.mask_threshold = mask_threshold
         self.tracker_mask_stride = tracker_mask_stride
+        self.detect_all_frames = detect_all_frames
         self.register_buffer("pixel_mean", torch.tensor(pixel_mean).view(-1, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(pixel_std).view(-1, 1, 1), False)
 
@@ -87,6 +92,7 @@ class OnlineVideoRCNN(nn.Module):
             "pixel_mean": cfg.MODEL.PIXEL_MEAN,
             "pixel_std": cfg.MODEL.PIXEL_STD,
             "input_format": cfg.INPUT.FORMAT,
+            "detect_all_frames": cfg.MODEL.VIDEO.DETECT_ALL_FRAMES,
         }
 
     @property
@@ -147,6 +153,17 @@ class OnlineVideoRCNN(nn.Module):
         _, detector_losses = self.roi_heads(key.images, key_features, proposals, key.targets, **ref_kwargs)
         losses = dict(detector_losses)
         losses.update(proposal_losses)
+        if self.detect_all_frames and refs:
+            # Reference frames are annotated and already through the backbone: their detection losses
+            # cost only the heads. Each loss becomes its mean over the clip's annotated frames.
+            for ref in refs:
+                ref_proposals, ref_proposal_losses = self.proposal_generator(ref.images, ref.features, ref.targets)
+                _, ref_detector_losses = self.roi_heads(ref.images, ref.features, ref_proposals, ref.targets)
+                for name, value in {**ref_detector_losses, **ref_proposal_losses}.items():
+                    losses[name] = losses[name] + value
+            for name in list(losses):
+                if name != "loss_track":
+                    losses[name] = losses[name] / (1 + len(refs))
         return losses
 
     # ------------------------------------------------------------------------------ inference
