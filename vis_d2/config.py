@@ -30,6 +30,12 @@ def add_vis_config(cfg):
     # over the frames; the official MaskTrack R-CNN trains detection on the key frame only (False).
     cfg.MODEL.VIDEO.DETECT_ALL_FRAMES = False
 
+    # ---------------------------------------------------------------- optimizer (vis_d2/solver.py)
+    cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's) or "ADAMW"
+    cfg.SOLVER.BETAS = (0.9, 0.999)  # AdamW's betas
+    # SOLVER.CLIP_GRADIENTS.CLIP_TYPE also accepts "full_model": one L2 norm over all gradients (official
+    # MaskTrack R-CNN: 35); detectron2's "norm" / "value" clip each parameter on its own.
+
     # ---------------------------------------------------------------- video evaluation
     cfg.TEST.VIS_ZIP_RESULTS = True  # also write results.zip (what the YouTube-VIS server accepts)
     cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO = 100  # keep the top-scoring tracks per video in results.json

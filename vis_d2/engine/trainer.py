@@ -10,6 +10,7 @@ from detectron2.utils.logger import setup_logger
 
 from vis_d2.data.build import build_video_test_loader, build_video_train_loader
 from vis_d2.evaluation.ytvis_evaluator import YTVISEvaluator
+from vis_d2.solver import build_video_optimizer
 
 __all__ = ["VideoTrainer", "inference_output_dir"]
 
@@ -24,7 +25,7 @@ def inference_output_dir(cfg, dataset_name):
 class VideoTrainer(DefaultTrainer):
     """Trains and evaluates vis_d2 models with detectron2's default training loop and hooks.
 
-    Differences from ``DefaultTrainer``: video dataset loaders (clips for training, whole videos for testing),
+    Differences from ``DefaultTrainer``: the optimizer of :mod:`vis_d2.solver` (SGD or AdamW), video dataset loaders (clips for training, whole videos for testing),
     the YouTube-VIS evaluator, and a DDP wrapper that also works for CPU processes (gloo), where
     ``DefaultTrainer`` would pass GPU ``device_ids``.
     """
@@ -49,6 +50,10 @@ class VideoTrainer(DefaultTrainer):
         self.max_iter = cfg.SOLVER.MAX_ITER
         self.cfg = cfg
         self.register_hooks(self.build_hooks())
+
+    @classmethod
+    def build_optimizer(cls, cfg, model):
+        return build_video_optimizer(cfg, model)
 
     @classmethod
     def build_train_loader(cls, cfg):
