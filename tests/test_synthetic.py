@@ -298,3 +298,57 @@ def test_generator_modules_import_neither_torch_nor_detectron2():
     )
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
+
+
+# ------------------------------------------------------------------------------------------- calibration
+def test_texture_contrast_blends_the_second_color_towards_the_first():
+    from vis_d2.data.synthetic_render import texture_rgb
+
+    tex = Texture("stripes", ((200.0, 0.0, 0.0), (0.0, 0.0, 200.0)), freq=2.0)
+    u = np.linspace(-1, 1, 200, dtype=np.float32)
+    v = np.zeros_like(u)
+    full, half, flat = (texture_rgb(tex, u, v, c) for c in (1.0, 0.5, 0.0))
+    assert np.allclose(flat, [200.0, 0.0, 0.0])
+    assert full[:, 2].max() == 200.0 and half[:, 2].max() == 100.0
+    assert np.allclose(half, (full + flat) / 2)
+
+
+def test_degraded_video_share_sets_how_many_videos_have_degraded_frames():
+    from vis_d2.data.synthetic_scene import SceneStyle
+
+    def degraded(share):
+        style = SceneStyle(degraded_video_share=share)
+        return sum(bool(plan_for(0, "train", i, (10, 20), H, W, style=style).degradations) for i in range(30))
+
+    assert degraded(0.0) == 0 and degraded(1.0) == 30
+    assert 5 < degraded(0.6) < 28
+
+
+def test_no_distractors_leave_a_smooth_background():
+    from vis_d2.data.synthetic_render import render_background
+    from vis_d2.data.synthetic_scene import SceneStyle
+
+    def roughness(scale):
+        bg = render_background(np.random.default_rng(3), H, W, 1.0, SceneStyle(distractor_scale=scale))
+        return np.abs(np.diff(bg, axis=1)).max()
+
+    # Lines and blobs have hard edges; the color field alone changes by a few levels per pixel.
+    assert roughness(0.0) < 30 < roughness(2.0)
+
+
+@pytest.mark.parametrize("field, value", [("texture_contrast", 1.5), ("degraded_video_share", -0.1), ("distractor_scale", -1)])
+def test_scene_style_rejects_values_out_of_range(field, value):
+    from vis_d2.data.synthetic_scene import SceneStyle
+
+    with pytest.raises(ValueError, match=field):
+        SceneStyle(**{field: value})
+
+
+def test_cli_calibration_flags_are_recorded_in_the_json(tmp_path):
+    argv = ["--out", str(tmp_path), "--videos", "3", "--val-videos", "1", "--frames", "3", "--height", "48",
+            "--width", "64", "--workers", "1", "--texture-contrast", "0.25", "--distractor-scale", "0.5",
+            "--textured-distractors", "0.1", "--degraded-videos", "1.0"]
+    assert main(argv) == 0
+    info = json.load(open(tmp_path / "train.json"))["info"]
+    assert info["style"] == {"texture_contrast": 0.25, "distractor_scale": 0.5, "textured_distractor_share": 0.1,
+                             "degraded_video_share": 1.0}

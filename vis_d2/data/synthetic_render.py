@@ -14,7 +14,7 @@ from typing import Callable, Dict, List, Tuple
 import numpy as np
 from PIL import Image, ImageDraw
 
-from .synthetic_scene import BOUND_RADIUS, Degradation, Texture, TrackPlan, VideoPlan, sample_texture
+from .synthetic_scene import BOUND_RADIUS, Degradation, SceneStyle, Texture, TrackPlan, VideoPlan, sample_texture
 
 
 # ------------------------------------------------------------------------------------------- shapes
@@ -72,11 +72,12 @@ SHAPES: Dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
 
 
 # ------------------------------------------------------------------------------------------- textures
-def texture_rgb(texture: Texture, u: np.ndarray, v: np.ndarray) -> np.ndarray:
+def texture_rgb(texture: Texture, u: np.ndarray, v: np.ndarray, contrast: float = 1.0) -> np.ndarray:
     """Colors of ``texture`` at object-frame points.
 
     Args:
         u, v: (M,) object-frame coordinates (1 = the object's radius).
+        contrast: the second color is moved this far from the first towards its own value (0: flat).
 
     Returns:
         (M, 3) float32 RGB in [0, 255].
@@ -99,7 +100,7 @@ def texture_rgb(texture: Texture, u: np.ndarray, v: np.ndarray) -> np.ndarray:
     else:
         raise ValueError(f"unknown texture kind {kind!r}")
     c0, c1 = np.asarray(texture.colors, dtype=np.float32)
-    return c0 + w.astype(np.float32)[:, None] * (c1 - c0)
+    return c0 + w.astype(np.float32)[:, None] * (np.float32(contrast) * (c1 - c0))
 
 
 # ------------------------------------------------------------------------------------------- objects
@@ -146,11 +147,13 @@ def _blob_polygon(rng, cx: float, cy: float, radius: float, n: int = 24) -> List
     return [(float(cx + a), float(cy + b)) for a, b in zip(xr, yr)]
 
 
-def render_background(rng: np.random.Generator, height: int, width: int, scale: float) -> np.ndarray:
+def render_background(
+    rng: np.random.Generator, height: int, width: int, scale: float, style: SceneStyle = SceneStyle()
+) -> np.ndarray:
     """A muted, smooth color field with distractor lines and blobs, none of which is an instance.
 
-    Half of the blobs carry an object-like texture, so "textured" alone never means "object":
-    a detector has to learn the silhouettes.
+    A share of the blobs (``style.textured_distractor_share``) carries an object-like texture, so
+    "textured" alone never means "object": a detector has to learn the silhouettes.
 
     Returns:
         (height, width, 3) float32 RGB in [0, 255].
@@ -163,12 +166,12 @@ def render_background(rng: np.random.Generator, height: int, width: int, scale: 
     bg += _smooth_noise(rng, height, width, fine, 25.0, 128.0) - 128.0
     img = Image.fromarray(np.clip(bg, 0, 255).astype(np.uint8))
     draw = ImageDraw.Draw(img)
-    for _ in range(int(rng.integers(2, 7))):
+    for _ in range(int(round(int(rng.integers(2, 7)) * style.distractor_scale))):
         pts = [(float(rng.uniform(-0.1, 1.1) * width), float(rng.uniform(-0.1, 1.1) * height)) for _ in range(3)]
         color = tuple(int(c) for c in rng.integers(0, 256, size=3))
         draw.line(pts, fill=color, width=max(1, int(round(rng.uniform(1, 4) * scale))))
     out = np.asarray(img, dtype=np.float32).copy()
-    for _ in range(int(rng.integers(1, 4))):
+    for _ in range(int(round(int(rng.integers(1, 4)) * style.distractor_scale))):
         radius = rng.uniform(8, 30) * scale
         poly = _blob_polygon(rng, rng.uniform(0, width), rng.uniform(0, height), radius)
         mask_img = Image.new("L", (width, height), 0)
@@ -176,11 +179,11 @@ def render_background(rng: np.random.Generator, height: int, width: int, scale: 
         mask = np.asarray(mask_img, dtype=bool)
         if not mask.any():
             continue
-        if rng.uniform() < 0.5:
+        if rng.uniform() < style.textured_distractor_share:
             ys, xs = np.nonzero(mask)
             u = (xs - xs.mean()).astype(np.float32) / radius
             v = (ys - ys.mean()).astype(np.float32) / radius
-            out[mask] = texture_rgb(sample_texture(rng), u, v)
+            out[mask] = texture_rgb(sample_texture(rng), u, v, style.texture_contrast)
         else:
             out[mask] = rng.uniform(30, 225, size=3)
     return out
@@ -242,7 +245,7 @@ def render_video(plan: VideoPlan) -> RenderedVideo:
     margin_x = int(math.ceil(abs(plan.pan[0]) * (T - 1) / 2.0)) + 1
     margin_y = int(math.ceil(abs(plan.pan[1]) * (T - 1) / 2.0)) + 1
     canvas = render_background(
-        np.random.default_rng([plan.seed, 0]), H + 2 * margin_y, W + 2 * margin_x, plan.scale
+        np.random.default_rng([plan.seed, 0]), H + 2 * margin_y, W + 2 * margin_x, plan.scale, plan.style
     )
     frames = np.empty((T, H, W, 3), dtype=np.uint8)
     visible = np.zeros((N, T, H, W), dtype=bool)
@@ -257,7 +260,7 @@ def render_video(plan: VideoPlan) -> RenderedVideo:
             if raster is None:
                 continue
             window, mask, u, v = raster
-            img[window][mask] = texture_rgb(track.texture, u, v)
+            img[window][mask] = texture_rgb(track.texture, u, v, plan.style.texture_contrast)
             owner[window][mask] = k
             full[k, t][window] = mask
         visible[:, t] = owner[None] == np.arange(N, dtype=np.int16)[:, None, None]

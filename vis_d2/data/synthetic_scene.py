@@ -42,6 +42,39 @@ _DEGRADE_LEVEL_P   = {"clean": 0.4, "light": 0.35, "heavy": 0.25}
 
 
 @dataclass(frozen=True)
+class SceneStyle:
+    """How hard the benchmark looks: the generator's calibration knobs (``python -m vis_d2.data.synthetic
+    --help``). The defaults are the benchmark's; 1.0 / 0.5 / 0.6 / 1.0 reproduce the first release's draws.
+
+    Attributes:
+        texture_contrast: how far an object's second texture color is from its first (0: a flat color,
+            1: the full two-tone palette). Silhouettes get harder to see as it grows; look-alikes still
+            differ in hue or pattern at any value above 0.
+        distractor_scale: multiplies the number of distractor lines and blobs in the background.
+        textured_distractor_share: share of the distractor blobs painted with an object texture.
+        degraded_video_share: share of videos with degraded frames (split 7:5 between lightly and heavily
+            degraded ones, as in the first release).
+    """
+
+    texture_contrast: float = 0.5
+    distractor_scale: float = 1.0
+    textured_distractor_share: float = 0.5
+    degraded_video_share: float = 0.6
+
+    def __post_init__(self):
+        for name in ("texture_contrast", "textured_distractor_share", "degraded_video_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        if self.distractor_scale < 0:
+            raise ValueError(f"distractor_scale must be >= 0, got {self.distractor_scale}")
+
+    def degrade_level_p(self) -> Dict[str, float]:
+        light, heavy = _DEGRADE_LEVEL_P["light"], _DEGRADE_LEVEL_P["heavy"]
+        share = self.degraded_video_share
+        return {"clean": 1.0 - share, "light": share * light / (light + heavy), "heavy": share * heavy / (light + heavy)}
+
+
+@dataclass(frozen=True)
 class Texture:
     """Two-tone pattern painted in the object's own frame, so it moves, scales and rotates with it.
 
@@ -127,6 +160,7 @@ class VideoPlan:
         noise_sigma: std of the per-frame sensor noise (gray levels).
         seed: seeds the background and the per-frame noise; independent of everything above, so
             changing the degradations does not change the other frames.
+        style: the calibration the renderer reads too (texture contrast, distractors).
     """
 
     height: int
@@ -138,6 +172,7 @@ class VideoPlan:
     noise_sigma: float = 4.0
     seed: int = 0
     scenario: str = "free"
+    style: SceneStyle = SceneStyle()
 
     @property
     def scale(self) -> float:
@@ -320,13 +355,14 @@ def plan_crossing_pair(rng, shape, height, width, length) -> Tuple[TrackPlan, Tr
 
 
 # ------------------------------------------------------------------------------------------- video
-def sample_degradations(rng, length: int, scale: float) -> Dict[int, Degradation]:
+def sample_degradations(rng, length: int, scale: float, style: SceneStyle = SceneStyle()) -> Dict[int, Degradation]:
     """Pick degraded frames, never two in a row, so every degraded frame has clear neighbours.
 
-    A video is clean (40%), lightly degraded (8-20% of its frames, at least one; 35%) or heavily
-    degraded (25-40%; 25%).
+    A video is clean, lightly degraded (8-20% of its frames, at least one) or heavily degraded (25-40%):
+    with the default style 40%, 35% and 25% of the videos.
     """
-    level = rng.choice(list(_DEGRADE_LEVEL_P), p=list(_DEGRADE_LEVEL_P.values()))
+    level_p = style.degrade_level_p()
+    level = rng.choice(list(level_p), p=list(level_p.values()))
     if level == "clean" or length < 2:
         return {}
     frac = rng.uniform(0.08, 0.2) if level == "light" else rng.uniform(0.25, 0.4)
@@ -348,7 +384,13 @@ def sample_degradations(rng, length: int, scale: float) -> Dict[int, Degradation
 
 
 def plan_video(
-    rng: np.random.Generator, shapes: Sequence[str], height: int, width: int, length: int, scenario: str
+    rng: np.random.Generator,
+    shapes: Sequence[str],
+    height: int,
+    width: int,
+    length: int,
+    scenario: str,
+    style: SceneStyle = SceneStyle(),
 ) -> VideoPlan:
     """Sample a video plan: 1-4 instances (2-4 with a crossing pair), motions, depth order, degradations.
 
@@ -357,6 +399,7 @@ def plan_video(
         scenario: one of :data:`SCENARIOS`: "crossing" includes a look-alike pair crossing paths,
             "enter_leave" one instance entering or leaving the frame (when the length allows it),
             "free" only the random mix.
+        style: the benchmark's calibration (:class:`SceneStyle`).
     """
     s = reference_scale(height, width)
     n = int(rng.choice(len(_NUM_INSTANCES_P), p=_NUM_INSTANCES_P)) + 1
@@ -386,9 +429,10 @@ def plan_video(
         width=width,
         length=length,
         tracks=tuple(tracks[i] for i in order),
-        degradations=sample_degradations(rng, length, s),
+        degradations=sample_degradations(rng, length, s, style),
         pan=(float(rng.uniform(-1.5, 1.5) * s), float(rng.uniform(-1.5, 1.5) * s)),
         noise_sigma=float(rng.uniform(3.0, 8.0)),
         seed=int(rng.integers(2**62)),
         scenario=scenario,
+        style=style,
     )
