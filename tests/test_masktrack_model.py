@@ -250,9 +250,9 @@ def test_tracker_boxes_and_pasted_masks_are_at_the_original_resolution(monkeypat
         net_boxes.append(out[0].pred_boxes.tensor.clone())
         return out
 
-    def update(frame_idx, **kw):
-        orig_boxes.append(kw["boxes"].clone())
-        return real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        orig_boxes.append(detections.pred_boxes.tensor.clone())
+        return real_update(frame_idx, detections)
 
     monkeypatch.setattr(model.roi_heads, "detect", detect)
     monkeypatch.setattr(model.tracker, "update", update)
@@ -276,8 +276,8 @@ def test_masks_are_predicted_only_for_detections_the_tracker_keeps(monkeypatch):
     real_update, real_masks = model.tracker.update, model.roi_heads.predict_masks
     log = {"dets": [], "kept": [], "masked": []}
 
-    def update(frame_idx, **kw):
-        ids = real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        ids = real_update(frame_idx, detections)
         ids[1::2] = -1  # pretend every other detection lost a conflict
         log["dets"].append(len(ids))
         log["kept"].append(int((ids >= 0).sum()))
@@ -302,9 +302,9 @@ def test_mask_iou_cue_gives_the_tracker_every_detections_mask_at_quarter_resolut
     shapes = []
     real_update = model.tracker.update
 
-    def update(frame_idx, **kw):
-        shapes.append((kw["embeddings"].shape[0], tuple(kw["masks"].shape)))
-        return real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        shapes.append((detections.pred_track_embeds.shape[0], tuple(detections.track_masks.shape)))
+        return real_update(frame_idx, detections)
 
     monkeypatch.setattr(model.tracker, "update", update)
     with torch.no_grad():
