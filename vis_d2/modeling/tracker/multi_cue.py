@@ -65,7 +65,9 @@ class MultiCueTracker(BaseTracker):
     """Assigns track ids to per-frame detections of one video, one frame at a time.
 
     Reads ``scores``, ``pred_classes`` and, when present, ``pred_track_embeds`` (appearance),
-    ``pred_boxes`` (box IoU) and ``track_masks`` (mask IoU); a missing cue contributes nothing. The memory
+    ``pred_boxes`` (box IoU) and ``track_masks`` (mask IoU); a missing cue contributes nothing. The
+    embeddings may have any shape (N, ...): only ``match_scores`` reads them (a correlation head can take
+    RoI feature templates (N, C, 7, 7), for instance). The memory
     (:class:`TrackMemory`) holds one row per live track: the state of :meth:`detection_state` (embedding,
     box, label and, with the mask-IoU cue, a low-resolution mask) plus the last-seen frame, on the device
     of the inputs; it never holds per-frame history, so it stays bounded by the number of tracks (and by
