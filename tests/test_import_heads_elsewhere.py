@@ -22,6 +22,9 @@ def test_importing_vis_d2_modeling_is_what_registers_the_heads():
         "import vis_d2.modeling\n"
         "from vis_d2.modeling import TRACK_HEAD_REGISTRY\n"
         "assert 'TrackROIHeads' in ROI_HEADS_REGISTRY and 'EmbeddingTrackHead' in TRACK_HEAD_REGISTRY\n"
+        "assert 'CascadeTrackROIHeads' in ROI_HEADS_REGISTRY\n"
+        "from vis_d2.modeling import TRACKER_REGISTRY\n"
+        "assert {'MultiCueTracker', 'IdentityTracker'} <= set(name for name, _ in TRACKER_REGISTRY)\n"
         "assert 'OnlineVideoRCNN' in META_ARCH_REGISTRY\n"
         "assert 'build_small_resnet_fpn_backbone' in BACKBONE_REGISTRY\n"
     )

@@ -113,6 +113,12 @@ def test_official_settings_are_in_the_ytvis_2019_config():
     assert cfg.MODEL.RPN.POST_NMS_TOPK_TEST == 200 and cfg.MODEL.ROI_HEADS.BATCH_SIZE_PER_IMAGE == 128
     assert (cfg.SOLVER.BASE_LR, cfg.SOLVER.IMS_PER_BATCH, cfg.TEST.DETECTIONS_PER_IMAGE) == (0.005, 8, 10)
     assert cfg.SOLVER.STEPS[0] < cfg.SOLVER.STEPS[1] < cfg.SOLVER.MAX_ITER
+    # The track head and tracker values come from vis_d2/config.py's defaults, which are MaskTrack R-CNN's.
+    head, tracker = cfg.MODEL.TRACK_HEAD, cfg.MODEL.TRACKER
+    assert (head.NAME, head.NUM_FC, head.FC_DIM, head.RELU_AFTER_LAST) == ("EmbeddingTrackHead", 2, 1024, False)
+    assert tracker.NAME == "MultiCueTracker"
+    assert (tracker.EMBED_WEIGHT, tracker.SCORE_WEIGHT, tracker.BOX_IOU_WEIGHT, tracker.LABEL_WEIGHT) == (1, 1, 2, 10)
+    assert (tracker.MASK_IOU_WEIGHT, tracker.MEMORY_RETAIN_FRAMES, tracker.UPDATE_LABEL) == (0, -1, False)
 
 
 # ------------------------------------------------------------------------------------ registry
@@ -250,9 +256,9 @@ def test_tracker_boxes_and_pasted_masks_are_at_the_original_resolution(monkeypat
         net_boxes.append(out[0].pred_boxes.tensor.clone())
         return out
 
-    def update(frame_idx, **kw):
-        orig_boxes.append(kw["boxes"].clone())
-        return real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        orig_boxes.append(detections.pred_boxes.tensor.clone())
+        return real_update(frame_idx, detections)
 
     monkeypatch.setattr(model.roi_heads, "detect", detect)
     monkeypatch.setattr(model.tracker, "update", update)
@@ -276,8 +282,8 @@ def test_masks_are_predicted_only_for_detections_the_tracker_keeps(monkeypatch):
     real_update, real_masks = model.tracker.update, model.roi_heads.predict_masks
     log = {"dets": [], "kept": [], "masked": []}
 
-    def update(frame_idx, **kw):
-        ids = real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        ids = real_update(frame_idx, detections)
         ids[1::2] = -1  # pretend every other detection lost a conflict
         log["dets"].append(len(ids))
         log["kept"].append(int((ids >= 0).sum()))
@@ -302,14 +308,26 @@ def test_mask_iou_cue_gives_the_tracker_every_detections_mask_at_quarter_resolut
     shapes = []
     real_update = model.tracker.update
 
-    def update(frame_idx, **kw):
-        shapes.append((kw["embeddings"].shape[0], tuple(kw["masks"].shape)))
-        return real_update(frame_idx, **kw)
+    def update(frame_idx, detections):
+        shapes.append((detections.pred_track_embeds.shape[0], tuple(detections.track_masks.shape)))
+        return real_update(frame_idx, detections)
 
     monkeypatch.setattr(model.tracker, "update", update)
     with torch.no_grad():
         model([{"video_id": 1, "height": 2 * H + 1, "width": 2 * W, "length": 2, "image": CountingFrames(2)}])
     assert shapes and all(m == (n, (2 * H + 1 + 3) // 4, 2 * W // 4) for n, m in shapes)
+
+
+def test_detector_only_variant_outputs_every_detection_as_a_one_frame_track():
+    # What tools/benchmark_tracking.py compares against: plain R-CNN heads (no track head) in the same loop.
+    model = _eval_model("MODEL.META_ARCHITECTURE", "OnlineVideoRCNN", "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                        "MODEL.TRACKER.NAME", "PerFrameTracker")  # fmt: skip
+    assert not hasattr(model.roi_heads, "track_head")
+    with torch.no_grad():
+        (out,) = model([{"video_id": 1, "height": H, "width": W, "length": 3, "image": CountingFrames(3)}])
+    tracks = out["pred_tracks"]
+    assert len(tracks) > 3 and [t["track_id"] for t in tracks] == list(range(len(tracks)))
+    assert all(sum(s is not None for s in t["segmentations"]) == 1 for t in tracks)
 
 
 # ------------------------------------------------------------------------------------ small backbone

@@ -6,12 +6,8 @@ import pycocotools.mask as mask_util
 import pytest
 import torch
 
-from vis_d2.modeling.track_aggregation import (
-    VideoTrackAccumulator,
-    encode_mask_rle,
-    encode_masks_rle,
-    paste_and_encode,
-)
+from vis_d2.modeling.frame_masks import paste_and_encode
+from vis_d2.modeling.track_aggregation import VideoTrackAccumulator, encode_mask_rle, encode_masks_rle
 
 H, W = 6, 8
 

@@ -1,4 +1,4 @@
-"""OnlineTracker: MaskTrack R-CNN's multi-cue online matching (masktrack_rcnn.md §2 "Inference")."""
+"""MultiCueTracker (alias OnlineTracker): MaskTrack R-CNN's multi-cue online matching (Eq. 3, official conflict rules)."""
 import pytest
 import torch
 from detectron2.config import get_cfg

@@ -5,10 +5,11 @@ and tracker, and peak memory on a long video against a short one.
     ./.venv/bin/python tools/benchmark_tracking.py overhead [--weights output/demo/model_final.pth]
     ./.venv/bin/python tools/benchmark_tracking.py memory
 
-overhead: the same frames go through (a) the full online pipeline (``inference_video``: detection, track
-embeddings, tracker, masks of the kept detections, RLE) and (b) the same detector alone (backbone, RPN, box
-head, masks of every detection, RLE): no track head, no tracker. Both include preprocessing, mask pasting and
-RLE encoding; the two are interleaved round by round so machine noise hits both alike.
+overhead: the same frames go through the same online loop (``inference_video``) twice: (a) the full model
+(detection, track embeddings, tracker, masks of the kept detections, RLE, aggregation) and (b) the same
+detector and weights without its track head and without association (``StandardROIHeads``: masks of every
+detection; ``MODEL.TRACKER.NAME PerFrameTracker``). Both include preprocessing, mask pasting, RLE encoding and
+aggregation; the two are interleaved round by round so machine noise hits both alike.
 memory: for each video length, a synthetic video is generated, then a fresh subprocess runs the full pipeline on it
 and reports how far its resident memory rose above the level before the video (Linux VmHWM, reset just before)
 and the size of the RLEs it produced.
@@ -53,27 +54,18 @@ def make_video(root, length, seed=0):
     return load_ytvis_json(json_file, os.path.join(root, "valid", "JPEGImages"))[0]
 
 
-def detector_only_video(model, video):
-    """The same detector without the track head and tracker: every detection is segmented and encoded."""
-    import torch
+# The same detector without a track head and without association: plain R-CNN heads (every detection is
+# segmented as the frame is detected) and a tracker that starts a track per detection.
+DETECTOR_ONLY = ["MODEL.META_ARCHITECTURE", "OnlineVideoRCNN", "MODEL.ROI_HEADS.NAME", "StandardROIHeads",
+                 "MODEL.TRACKER.NAME", "PerFrameTracker"]
 
-    from vis_d2.modeling.track_aggregation import paste_and_encode
-    from vis_d2.modeling.meta_arch.online_video_rcnn import _rescale_boxes
 
-    frames = video["image"]
-    orig_size = (int(video["height"]), int(video["width"]))
-    rles = []
-    with torch.no_grad():
-        for t in range(len(frames)):
-            images = model.preprocess_image([frames[t]])
-            features = model.backbone(images.tensor)
-            proposals, _ = model.proposal_generator(images, features, None)
-            detections = model.roi_heads._forward_box(features, proposals)[0]
-            if len(detections):
-                detections = model.roi_heads.predict_masks(features, [detections])[0]
-                boxes = _rescale_boxes(detections.pred_boxes, images.image_sizes[0], orig_size)
-                rles.append(paste_and_encode(detections.pred_masks, boxes.tensor, orig_size))
-    return rles
+def build_detector_only(args, full_model):
+    """The detector-only variant of ``full_model``, with the same weights (the track head's are unused)."""
+    _, model = build_model(args.config, "", list(args.opts) + DETECTOR_ONLY)
+    missing, _ = model.load_state_dict(full_model.state_dict(), strict=False)
+    assert not missing, f"detector-only model lacks weights: {missing}"
+    return model.eval()
 
 
 def run_overhead(args):
@@ -83,16 +75,17 @@ def run_overhead(args):
 
     torch.set_num_threads(args.threads)
     cfg, model = build_model(args.config, args.weights, args.opts)
+    detector = build_detector_only(args, model)
     with tempfile.TemporaryDirectory() as root:
         video = YTVISVideoMapper(cfg)(make_video(root, args.frames))
         full, det = [], []
         with torch.no_grad():
-            model.inference_video(video), detector_only_video(model, video)  # warm-up
+            model.inference_video(video), detector.inference_video(video)  # warm-up
             for _ in range(args.rounds):
                 t0 = time.perf_counter()
                 model.inference_video(video)
                 t1 = time.perf_counter()
-                detector_only_video(model, video)
+                detector.inference_video(video)
                 t2 = time.perf_counter()
                 full.append((t1 - t0) / args.frames)
                 det.append((t2 - t1) / args.frames)

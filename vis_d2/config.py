@@ -15,7 +15,7 @@ def add_vis_config(cfg):
     # fmt: off
     cfg.INPUT.SAMPLING_FRAME_NUM = 2              # frames per clip, key frame included
     cfg.INPUT.SAMPLING_FRAME_RANGE = 100          # max |t - t_key| (frames) of reference frames
-    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False      # shuffle the order of the non-key frames
+    cfg.INPUT.SAMPLING_FRAME_SHUFFLE = False      # shuffle the refs among themselves, and the supports (key stays first)
     cfg.INPUT.SAMPLING_SUPPORT_NUM = 0            # how many of the clip's non-key frames are support frames
     cfg.INPUT.SAMPLING_SUPPORT_RANGE = -1         # max |t - t_key| of support frames; -1: SAMPLING_FRAME_RANGE
     cfg.INPUT.SAMPLING_METHOD = "random"          # "random" or "uniform" (evenly spaced in the range)
@@ -29,6 +29,9 @@ def add_vis_config(cfg):
     # [ours] Detection and mask losses on every annotated frame of a clip (key + reference frames), averaged
     # over the frames; the official MaskTrack R-CNN trains detection on the key frame only (False).
     cfg.MODEL.VIDEO.DETECT_ALL_FRAMES = False
+    # [ours] Earlier frames an online model caches at inference as temporal context (OnlineVideoModel.
+    # temporal_features); -1: as many as the training clips' support frames (INPUT.SAMPLING_SUPPORT_NUM).
+    cfg.MODEL.VIDEO.CONTEXT_FRAMES = -1
 
     # ---------------------------------------------------------------- optimizer (vis_d2/solver.py)
     cfg.SOLVER.OPTIMIZER = "SGD"  # "SGD" (detectron2's) or "ADAMW"
@@ -41,28 +44,33 @@ def add_vis_config(cfg):
     cfg.TEST.VIS_MAX_TRACKS_PER_VIDEO = 100  # keep the top-scoring tracks per video in results.json
 
     # ---------------------------------------------------------------- track head (TRACK_HEAD_REGISTRY)
+    # The defaults of MODEL.TRACK_HEAD and MODEL.TRACKER are MaskTrack R-CNN's (ICCV 2019) [paper]/[orig]: its
+    # configs set only what they change (the tiny synthetic model's FC_DIM, for instance).
     cfg.MODEL.TRACK_HEAD = CN()
     # fmt: off
     cfg.MODEL.TRACK_HEAD.NAME = "EmbeddingTrackHead"
-    cfg.MODEL.TRACK_HEAD.NUM_FC = 2               # MaskTrack R-CNN: 2 FCs on the 7x7 box RoI features
-    cfg.MODEL.TRACK_HEAD.FC_DIM = 1024            # embedding size
-    cfg.MODEL.TRACK_HEAD.RELU_AFTER_LAST = False  # official MaskTrack: no ReLU after the last FC (mmtrack: ReLU)
-    cfg.MODEL.TRACK_HEAD.LOSS_WEIGHT = 1.0
+    cfg.MODEL.TRACK_HEAD.NUM_FC = 2               # [paper] 2 FCs on the 7x7 box RoI features: 12544 -> 1024 -> 1024
+    cfg.MODEL.TRACK_HEAD.FC_DIM = 1024            # [orig] embedding size
+    cfg.MODEL.TRACK_HEAD.RELU_AFTER_LAST = False  # [orig] no ReLU after the last FC ([mmtrack]: ReLU)
+    cfg.MODEL.TRACK_HEAD.LOSS_WEIGHT = 1.0        # [orig]
     # fmt: on
 
-    # ---------------------------------------------------------------- online tracker (inference)
+    # ---------------------------------------------------------------- online tracker (TRACKER_REGISTRY)
     cfg.MODEL.TRACKER = CN()
-    # Multi-cue assignment score (MaskTrack R-CNN Eq. 3; match_coeff [1.0, 2.0, 10] in the official code):
+    # "MultiCueTracker" (MaskTrack R-CNN's matching), "IdentityTracker" (ids from the model: slot models) or
+    # "PerFrameTracker" (no association: the detector-only baseline).
+    cfg.MODEL.TRACKER.NAME = "MultiCueTracker"
+    # Multi-cue assignment score ([paper] Eq. 3 with [orig] match_coeff [1.0, 2.0, 10]):
     #   EMBED_WEIGHT*log p(match) + SCORE_WEIGHT*log(det score) + BOX_IOU_WEIGHT*IoU + LABEL_WEIGHT*[same class]
     #   + MASK_IOU_WEIGHT*mask IoU (TFA's extra cue; 0 disables it).
     # fmt: off
-    cfg.MODEL.TRACKER.EMBED_WEIGHT = 1.0          # weight of log p(match) (the appearance cue); 0: motion + class only
-    cfg.MODEL.TRACKER.SCORE_WEIGHT = 1.0
-    cfg.MODEL.TRACKER.BOX_IOU_WEIGHT = 2.0
-    cfg.MODEL.TRACKER.LABEL_WEIGHT = 10.0
-    cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 0.0
-    cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # drop tracks unseen this many frames; -1 keeps all (official)
-    cfg.MODEL.TRACKER.UPDATE_LABEL = False        # official keeps a track's label from creation (mmtrack updates)
+    cfg.MODEL.TRACKER.EMBED_WEIGHT = 1.0          # [paper] weight of log p(match) (the appearance cue); 0: motion + class only
+    cfg.MODEL.TRACKER.SCORE_WEIGHT = 1.0          # [orig]
+    cfg.MODEL.TRACKER.BOX_IOU_WEIGHT = 2.0        # [orig]
+    cfg.MODEL.TRACKER.LABEL_WEIGHT = 10.0         # [orig]
+    cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 0.0       # TFA's cue, off for MaskTrack R-CNN
+    cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # [orig] drop tracks unseen this many frames; -1 keeps all ([mmtrack] 20)
+    cfg.MODEL.TRACKER.UPDATE_LABEL = False        # [orig] keeps a track's label from creation ([mmtrack] updates)
     # fmt: on
 
     # ---------------------------------------------------------------- small from-scratch backbone

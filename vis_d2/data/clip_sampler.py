@@ -86,7 +86,8 @@ class ClipSampler:
             method: "random" (uniform draw, without replacement while there are enough candidates) or
                 "uniform" (evenly spaced over the time-ordered candidates, with a random phase).
             causal: support frames only from t < t_key (online methods see no future).
-            shuffle: shuffle the order of the non-key frames (the key frame stays at position 0).
+            shuffle: shuffle the order of the reference frames among themselves, and of the support frames
+                among themselves (the key frame stays at position 0, the role layout stays fixed).
             key_require_annotations: key frames need >= 1 non-crowd instance.
             ref_require_annotations: reference frames need >= 1 non-crowd instance.
         """
@@ -146,7 +147,7 @@ class ClipSampler:
 
         Returns:
             list of ``num_frames`` ``(frame_index, role)``: the key first, then the reference frames,
-            then the support frames, each group in time order (unless ``shuffle``).
+            then the support frames, each group in time order (in random order with ``shuffle``).
         """
         if rng is None:
             rng = np.random.default_rng(np.random.randint(2**31))
@@ -174,10 +175,12 @@ class ClipSampler:
             support_candidates = not_refs
         supports = self._pick(support_candidates, self.num_supports, key, rng)
 
-        others = [(t, "ref") for t in refs] + [(t, "support") for t in supports]
         if self.shuffle:
-            others = _sample_without_replacement(rng, others, len(others))
-        return [(key, "key")] + others
+            # Within each role only: every clip keeps the layout key, refs, supports, which is what a
+            # batch of clips needs to share (vis_d2.modeling.meta_arch.clip_frames.clip_frame_slots).
+            refs = _sample_without_replacement(rng, refs, len(refs))
+            supports = _sample_without_replacement(rng, supports, len(supports))
+        return [(key, "key")] + [(t, "ref") for t in refs] + [(t, "support") for t in supports]
 
     def _pick(self, candidates: List[int], k: int, key: int, rng: RNG) -> List[int]:
         """k frames from the time-ordered ``candidates``, returned in time order.

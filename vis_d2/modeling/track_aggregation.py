@@ -5,18 +5,17 @@ track's score is the mean of its per-frame detection scores, its category the ma
 per-frame labels (``np.bincount(...).argmax()``, so ties go to the lowest label), and its
 segmentation a list with one compressed RLE per frame where the track was output, else ``None``.
 
-Only RLEs, scores and labels are kept, never dense masks, so memory stays small on long videos.
+Only RLEs, scores and labels are kept, never dense masks, so memory stays small on long videos; the
+masks of each frame are turned into RLEs beforehand by :mod:`vis_d2.modeling.frame_masks`.
 """
 import logging
-from typing import Dict, List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Union
 
 import numpy as np
 import pycocotools.mask as mask_util
 import torch
-from detectron2.layers import paste_masks_in_image
-from detectron2.structures import Boxes
 
-__all__ = ["VideoTrackAccumulator", "encode_mask_rle", "encode_masks_rle", "paste_and_encode"]
+__all__ = ["VideoTrackAccumulator", "encode_mask_rle", "encode_masks_rle"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,46 +52,6 @@ def encode_mask_rle(mask: Union[np.ndarray, torch.Tensor]) -> Dict:
     if mask.ndim != 2:
         raise ValueError(f"mask must be (H, W), got shape {tuple(mask.shape)}")
     return encode_masks_rle(mask[None])[0]
-
-
-def paste_and_encode(
-    mask_probs: torch.Tensor,
-    boxes: Union[torch.Tensor, Boxes],
-    image_size: Tuple[int, int],
-    threshold: float = 0.5,
-    chunk_size: int = 16,
-) -> List[Dict]:
-    """Paste box-relative mask predictions into the original image and encode them as RLEs.
-
-    What a meta-architecture needs to turn the mask head's output of the kept detections into the
-    per-frame RLEs that :meth:`VideoTrackAccumulator.add_frame` takes. Pasting goes ``chunk_size``
-    masks at a time, so at most that many full-resolution masks exist at once.
-
-    Args:
-        mask_probs: (N, M, M) or (N, 1, M, M) mask probabilities in [0, 1] (e.g. M = 28).
-        boxes: (N, 4) XYXY boxes in original image coordinates (Tensor or ``Boxes``).
-        image_size: (height, width) of the original image.
-        threshold: binarisation threshold (MaskTrack R-CNN: 0.5).
-        chunk_size: how many masks to paste at once.
-
-    Returns:
-        N compressed RLE dicts with str counts, at ``image_size``.
-    """
-    if mask_probs.dim() == 4:
-        mask_probs = mask_probs[:, 0]
-    if isinstance(boxes, Boxes):
-        boxes = boxes.tensor
-    height, width = int(image_size[0]), int(image_size[1])
-    rles = []
-    for start in range(0, mask_probs.shape[0], chunk_size):
-        pasted = paste_masks_in_image(
-            mask_probs[start : start + chunk_size],
-            boxes[start : start + chunk_size],
-            (height, width),
-            threshold=threshold,
-        )
-        rles.extend(encode_masks_rle(pasted))
-    return rles
 
 
 def _to_list(values) -> list:

@@ -2,9 +2,10 @@
 
 Mask R-CNN with a fourth, tracking branch (Fig. 2): :class:`vis_d2.modeling.TrackROIHeads` with the
 :class:`vis_d2.modeling.EmbeddingTrackHead` (§3.2, Eq. 2), trained on (key, reference) frame pairs,
-and at test time the online multi-cue matching of Eq. 3 (:class:`vis_d2.modeling.OnlineTracker`).
-Everything it needs is the shared :class:`vis_d2.modeling.OnlineVideoRCNN`; this class names the
-method in the registry and checks that the config gives it a tracking branch.
+and at test time the online multi-cue matching of Eq. 3 (:class:`vis_d2.modeling.MultiCueTracker`,
+``MODEL.TRACKER.NAME``), scored with the track head's own Eq. 2. Everything it needs is the shared
+:class:`vis_d2.modeling.OnlineVideoRCNN`; this class names the method in the registry and checks that
+the config gives it a tracking branch.
 """
 from detectron2.modeling import META_ARCH_REGISTRY
 

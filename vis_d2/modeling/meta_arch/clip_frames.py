@@ -26,13 +26,11 @@ class FrameBatch:
         features: backbone features, name -> (B, C, h, w).
         targets: per clip, the slot's ground truth (``gt_boxes``, ``gt_classes``, ``gt_masks``,
             ``gt_ids``), or None when the inputs carry no ``instances``.
-        slot: the frame's position in the clips (0 = key frame).
     """
 
     images: ImageList
     features: Dict[str, torch.Tensor]
     targets: Optional[List[Instances]]
-    slot: int
 
 
 def clip_frame_slots(batched_inputs: Sequence[dict]) -> Dict[str, List[int]]:
@@ -94,7 +92,6 @@ def split_frame_batches(
                 images=ImageList(images.tensor[sl], images.image_sizes[sl]),
                 features={k: v[sl] for k, v in features.items()},
                 targets=targets,
-                slot=slot,
             )
         )
     return out

@@ -2,6 +2,7 @@
 from .build import TRACK_HEAD_REGISTRY, build_track_head
 from .embedding_head import (
     EmbeddingTrackHead,
+    masktrack_match_scores,
     masktrack_track_loss,
     track_head_inference,
     track_match_logits,
@@ -12,6 +13,7 @@ __all__ = [
     "TRACK_HEAD_REGISTRY",
     "EmbeddingTrackHead",
     "build_track_head",
+    "masktrack_match_scores",
     "masktrack_track_loss",
     "track_head_inference",
     "track_match_logits",

@@ -10,8 +10,9 @@ Registry for track heads, which map per-region features (R, C, h, w) to track em
 and compute the tracking loss against reference objects.
 
 The registered object is called with `obj(cfg, input_shape)`, `input_shape` being the
-:class:`ShapeSpec` of one pooled RoI feature. It must provide `forward(roi_features) -> (R, D)` and
-`losses(key_embeds, ref_embeds, labels) -> dict[str, Tensor]` (see :class:`EmbeddingTrackHead`).
+:class:`ShapeSpec` of one pooled RoI feature. It must provide `forward(roi_features) -> (R, D)`,
+`losses(key_embeds, ref_embeds, labels) -> dict[str, Tensor]` and `match_scores(det_embeds, mem_embeds)
+-> (N, 1 + M)` log-probabilities for the tracker (see :class:`EmbeddingTrackHead`).
 """
 
 

@@ -8,7 +8,9 @@ is the paper's Eq. (2), ``p_i(0) = 1 / (1 + Σ_j exp(f_i·f_j))``. Training mini
 entropy ``L_track = -Σ_i log p_i(y_i)`` over the positive RoIs of the key frame.
 
 The loss and the inference step are small free functions, in the manner of detectron2's
-``mask_head.py``, so other heads (e.g. a correlation head) can reuse the label computation.
+``mask_head.py``, so other heads (e.g. a correlation head) can reuse the label computation. The same
+logits give the tracker its appearance score (:meth:`EmbeddingTrackHead.match_scores`), so training and
+tracking share one definition of similarity.
 """
 from typing import Dict, List
 
@@ -26,6 +28,7 @@ __all__ = [
     "EmbeddingTrackHead",
     "track_match_logits",
     "track_pid_targets",
+    "masktrack_match_scores",
     "masktrack_track_loss",
     "track_head_inference",
 ]
@@ -44,6 +47,19 @@ def track_match_logits(key_embeds: torch.Tensor, ref_embeds: torch.Tensor) -> to
     """
     sim = key_embeds @ ref_embeds.t()
     return torch.cat([sim.new_zeros(sim.shape[0], 1), sim], dim=1)
+
+
+def masktrack_match_scores(det_embeds: torch.Tensor, mem_embeds: torch.Tensor) -> torch.Tensor:
+    """The tracker's appearance term: log p_i(n) of Eq. (2), a log-softmax over the match logits.
+
+    Args:
+        det_embeds: (N, D) embeddings of the current frame's detections.
+        mem_embeds: (M, D) embeddings of the tracks in memory.
+
+    Returns:
+        (N, 1 + M) float log-probabilities; column 0 is "new object", column j + 1 track j.
+    """
+    return F.log_softmax(track_match_logits(det_embeds, mem_embeds).float(), dim=1)
 
 
 def track_pid_targets(key_gt_ids: torch.Tensor, ref_gt_ids: torch.Tensor) -> torch.Tensor:
@@ -161,6 +177,10 @@ class EmbeddingTrackHead(nn.Module):
             (R, D) track embeddings.
         """
         return self.fcs(roi_features.flatten(1))
+
+    def match_scores(self, det_embeds: torch.Tensor, mem_embeds: torch.Tensor) -> torch.Tensor:
+        """What the tracker calls: (N, D), (M, D) -> (N, 1 + M) log p_i(n); see :func:`masktrack_match_scores`."""
+        return masktrack_match_scores(det_embeds, mem_embeds)
 
     def losses(
         self,
