@@ -10,7 +10,7 @@ Rows (each measured now, on this machine; inputs generated in a temporary folder
 - methods: per-frame cost of every ``configs/synth_vis/*_tiny.yaml`` against MaskTrack R-CNN's, on one
   synthetic validation video, interleaved rounds (new method configs are picked up automatically);
 - memory: ``tools/benchmark_tracking.py memory``, peak resident memory on a long vs a 50-frame video
-  (400 frames at 96x160 input by default; ``--full``: 1000 frames at the config's size);
+  (300 frames at 96x160 input by default; ``--full``: 1000 frames at the config's size);
 - mapper: clips per second of one train-mapper process against the clips per second a training step of the
   tiny model consumes (> 1: one loader worker keeps up);
 - CUDA (only with a GPU): frames per second at 640x360 with R50-FPN for each ``configs/ytvis_2019/*_R50_FPN.yaml``
@@ -108,11 +108,11 @@ def bench_methods(args):
     with tempfile.TemporaryDirectory() as root, torch.no_grad():
         video = _video(cfg, root, args.frames)
         for model in models.values():
-            model.inference_video(video)  # warm-up
+            model([video])  # warm-up
         for _ in range(args.rounds):
             for name, model in models.items():
                 tic = time.perf_counter()
-                model.inference_video(video)
+                model([video])
                 times[name].append((time.perf_counter() - tic) / args.frames * 1000)
     ref = min(times["masktrack_rcnn"])
     return [(f"per-frame cost: {name} vs MaskTrack R-CNN", f"{min(t):.1f} vs {ref:.1f} ms/frame", f"{min(t) / ref:.2f}x",
@@ -121,7 +121,7 @@ def bench_methods(args):
 
 
 def bench_memory(args):
-    lengths = [50, 1000] if args.full else [50, 400]
+    lengths = [50, 1000] if args.full else [50, 300]
     opts = [] if args.full else ["INPUT.MIN_SIZE_TEST", "96", "INPUT.MAX_SIZE_TEST", "160"]
     cmd = _tool("benchmark_tracking.py") + ["memory", *opts, "--lengths", *map(str, lengths)]
     out = _run(cmd + (["--weights", args.weights] if args.weights else []), timeout=3600)
