@@ -38,6 +38,8 @@ def parse_args(argv=None):
     p.add_argument("--confidence-threshold", type=float, default=0.5, help="draw tracks with at least this score")
     p.add_argument("--fps", type=float, default=None, help="output frame rate (default: the input's, 10 for frames)")
     p.add_argument("--video-id", type=int, default=1, help="video_id written in the results")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch CPU threads (default: torch's choice; 1 is fastest on a small, busy machine)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     # Anything else is a config override, KEY VALUE pairs as in train_net.py (e.g. MODEL.WEIGHTS w.pth).
     args, args.opts = p.parse_known_args(argv)
@@ -111,6 +113,10 @@ def run(args) -> dict:
     from vis_d2.evaluation.ytvis_evaluator import tracks_to_results
 
     cfg = build_config(args.config_file, args.opts)
+    if args.threads > 0:
+        import torch
+
+        torch.set_num_threads(args.threads)
     model = build_demo_model(cfg)
     frames, info = open_frames(args.input, utils.build_augmentation(cfg, is_train=False), cfg.INPUT.FORMAT)
     length, height, width = info["length"], info["height"], info["width"]
