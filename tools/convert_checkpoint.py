@@ -102,8 +102,10 @@ def main(argv=None) -> int:
     from vis_d2.checkpoint import CheckpointReadError, UnsafeCheckpointError, atomic_torch_save
     from vis_d2.checkpoint.convert import ConversionError
     from vis_d2.checkpoint.formats import convert_checkpoint
+    from vis_d2.checkpoint.mmdet_masktrack import MASKTRACK_CLASS_LAYERS
     from vis_d2.engine import ConfigError, build_config
 
+    conversion = None
     try:
         cfg = build_config(args.config_file, args.opts)
         shapes = target_shapes_of(cfg)
@@ -113,7 +115,12 @@ def main(argv=None) -> int:
         )
         conversion.raise_if_incomplete()
     except (ConfigError, ConversionError, CheckpointReadError, UnsafeCheckpointError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        hint = ""
+        if isinstance(e, ConversionError) and conversion is not None and any(
+            any(t.startswith(p) for p in MASKTRACK_CLASS_LAYERS) for _, t, _, _ in conversion.mismatched
+        ):
+            hint = "\n(another number of classes? --drop-class-layers leaves those layers to initialisation)"
+        print(f"error: {e}{hint}", file=sys.stderr)
         return 1
     for note in notes:
         print(note)
