@@ -71,6 +71,9 @@ def test_mp4_in_gives_one_overlay_frame_per_input_frame_pngs_and_results(tmp_pat
     assert summary["frames"] == N and summary["drawn_tracks"] > 0
     check_results(res, N)
     assert not any(f.startswith(".") for f in os.listdir(tmp_path))  # no temporary files left behind
+    import torch
+
+    assert torch.is_grad_enabled()  # the demo does not change the process-wide autograd mode
 
 
 def test_frame_folder_in_and_reading_stays_lazy(tmp_path, monkeypatch):

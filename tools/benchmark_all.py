@@ -228,12 +228,17 @@ def main(argv=None) -> int:
         p.error(f"--only: unknown sections {sorted(unknown)}; choose from {','.join(SECTIONS)}")
     start = time.perf_counter()
     rows = []
+    import torch
+
+    threads = torch.get_num_threads()
     for name in sections:
         tic = time.perf_counter()
         try:
             rows += globals()[f"bench_{name}"](args)
         except Exception as e:  # one failing figure must not hide the others
             rows.append((name, "FAILED", "-", str(e).strip().splitlines()[0][:160]))
+        finally:
+            torch.set_num_threads(threads)
         print(f"[bench] {name}: {time.perf_counter() - tic:.0f} s", file=sys.stderr, flush=True)
     print("| figure | measured | ratio | setting |")
     print("|---|---|---|---|")

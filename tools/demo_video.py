@@ -96,12 +96,12 @@ def build_demo_model(cfg):
         VideoCheckpointer(model, allow_pickle=cfg.MODEL.WEIGHTS_ALLOW_PICKLE).load(cfg.MODEL.WEIGHTS)
     else:
         logger.warning("MODEL.WEIGHTS is empty: running a randomly initialised model")
-    torch.set_grad_enabled(False)
     return model.eval()
 
 
 def run(args) -> dict:
     import numpy as np
+    import torch
     from detectron2.data import detection_utils as utils
     from tqdm import tqdm
 
@@ -114,8 +114,6 @@ def run(args) -> dict:
 
     cfg = build_config(args.config_file, args.opts)
     if args.threads > 0:
-        import torch
-
         torch.set_num_threads(args.threads)
     model = build_demo_model(cfg)
     frames, info = open_frames(args.input, utils.build_augmentation(cfg, is_train=False), cfg.INPUT.FORMAT)
@@ -124,7 +122,7 @@ def run(args) -> dict:
              "file_names": info["file_names"]}
 
     start, cpu_start = time.perf_counter(), time.process_time()
-    with tqdm(total=length, desc="segment + track", unit="frame", disable=args.no_progress) as bar:
+    with torch.no_grad(), tqdm(total=length, desc="segment + track", unit="frame", disable=args.no_progress) as bar:
         output = model([dict(video, image=_Progress(frames, bar))])[0]
     infer_s = time.perf_counter() - start
 
