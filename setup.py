@@ -38,5 +38,7 @@ setup(
     # torch, torchvision and detectron2 are installed by tools/setup_env.sh (see README):
     # they have no single pip requirement that works everywhere.
     install_requires=["numpy", "pycocotools>=2.0.2", "Pillow", "tqdm"],
-    extras_require={"dev": ["pytest"]},
+    # video: tools/demo_video.py reads and writes video files with PyAV (FFmpeg inside its wheels); a folder
+    # of frames needs nothing more. dev: what `make test` needs.
+    extras_require={"video": ["av>=10"], "dev": ["pytest", "av>=10"]},
 )

@@ -24,6 +24,11 @@ def add_vis_config(cfg):
     cfg.INPUT.SAMPLING_REF_REQUIRE_ANNOTATIONS = True  # so do reference frames (MaskTrack R-CNN's rule)
     # fmt: on
 
+    # ---------------------------------------------------------------- checkpoints (vis_d2/engine/checkpoint.py)
+    # [ours] Checkpoints load with torch.load(weights_only=True) (detectron2 model-zoo .pkl: numpy arrays
+    # only); True also loads files that need a full unpickling, which runs code named in the file.
+    cfg.MODEL.WEIGHTS_ALLOW_PICKLE = False
+
     # ---------------------------------------------------------------- base online video model (training)
     cfg.MODEL.VIDEO = CN()
     # [ours] Detection and mask losses on every annotated frame of a clip (key + reference frames), averaged
