@@ -24,6 +24,7 @@ from detectron2.structures import BitMasks, Instances, PolygonMasks
 from detectron2.utils.logger import log_first_n
 
 from .clip_sampler import ClipSampler
+from ..utils import is_crowd
 from .datasets.ytvis import MissingFrameError
 
 __all__ = ["YTVISClipMapper", "YTVISVideoMapper", "LazyVideoFrames", "read_video_frame"]
@@ -280,7 +281,7 @@ class YTVISClipMapper:
         """One frame's annotations -> Instances(gt_boxes, gt_classes, gt_masks, gt_ids), crowd dropped."""
         # Shallow copies suffice: transform_instance_annotations replaces the values of "bbox" and
         # "segmentation", never edits them, so the dataset dict stays intact.
-        annos = [dict(a) for a in annos if not a.get("iscrowd", 0)]
+        annos = [dict(a) for a in annos if not is_crowd(a)]
         if not self.use_instance_mask:
             for a in annos:
                 a.pop("segmentation", None)

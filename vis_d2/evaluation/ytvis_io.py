@@ -93,14 +93,8 @@ def load_json(path: str, what: str):
     try:
         return json_io.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        hint = "; the file ends early: truncated?" if _ends_early(e, data) else ""
+        hint = "; the file ends early: truncated?" if json_io.looks_truncated(e, data) else ""
         raise YTVISFormatError(f"{what} {path}: not valid JSON ({e}){hint}") from None
-
-
-def _ends_early(err, data: bytes) -> bool:
-    """Whether a json error sits at the very end of the data (a cut-off write, typically)."""
-    pos = getattr(err, "pos", None)
-    return pos is not None and pos >= len(data.rstrip()) - 1
 
 
 def _single_json_member(data: bytes, where: str) -> bytes:

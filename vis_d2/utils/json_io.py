@@ -12,7 +12,7 @@ try:  # optional: about 3x faster on the 100 MB results files of long videos
 except ImportError:  # pragma: no cover - depends on the environment
     orjson = None
 
-__all__ = ["HAVE_ORJSON", "loads", "load_file"]
+__all__ = ["HAVE_ORJSON", "loads", "load_file", "looks_truncated"]
 
 HAVE_ORJSON = orjson is not None
 
@@ -36,3 +36,11 @@ def load_file(path: str):
     """Read and parse a json file (a local path). Raises OSError and the errors of :func:`loads`."""
     with open(path, "rb") as f:
         return loads(f.read())
+
+
+def looks_truncated(err: Exception, data: bytes) -> bool:
+    """Whether a json error means the data stops early (a cut-off download or an interrupted write)."""
+    if "Unterminated string" in str(err):
+        return True
+    pos = getattr(err, "pos", None)
+    return pos is not None and pos >= len(data.rstrip()) - 1

@@ -25,14 +25,16 @@ __all__ = [
 
 
 def rle_counts_to_str(rle: dict) -> dict:
-    """``rle`` with ``counts`` as str (pycocotools returns bytes; json and our interfaces want str).
+    """``{"size": [h, w], "counts": str}`` from a compressed RLE with str or bytes counts.
 
-    Returns ``rle`` itself when it already has str counts, else a new ``{"size", "counts"}`` dict.
+    pycocotools returns bytes counts (and may be given numpy sizes); json and our interfaces want str
+    counts and plain int sizes. Always a new dict, so the caller's is never changed.
     """
     counts = rle["counts"]
     if isinstance(counts, bytes):
-        return {"size": [int(x) for x in rle["size"]], "counts": counts.decode("ascii")}
-    return rle
+        counts = counts.decode("ascii")
+    h, w = rle["size"]
+    return {"size": [int(h), int(w)], "counts": counts}
 
 
 def check_rle(segm: dict, height: int, width: int) -> None:

@@ -2,7 +2,6 @@
 from .ytvis import (
     MissingFrameError,
     YTVISFormatError,
-    check_frame_file,
     load_ytvis_json,
     register_ytvis_instances,
 )
@@ -12,7 +11,6 @@ from .builtin import register_all_ytvis
 __all__ = [
     "MissingFrameError",
     "YTVISFormatError",
-    "check_frame_file",
     "load_ytvis_json",
     "register_all_ytvis",
     "register_ytvis_instances",
