@@ -1,6 +1,6 @@
 """Tests of the YouTube-VIS evaluation core (vis_d2.evaluation.ytvis_eval) and its CLI.
 
-Hand-built cases whose answers follow from the rules (shared/methods/ytvis_format.md, sections 3 and 5),
+Hand-built cases whose answers follow from the rules (docs/evaluation.md),
 randomized cases where the fast core must equal the plain reference implementation, and the CLI's
 handling of bad input.
 """

@@ -2,8 +2,8 @@
 
 Computes the same numbers as the official youtubevos/cocoapi ``ytvoseval.py`` (iouType 'segm'), with
 every quirk listed in docs/evaluation.md, but without its Python loops over
-videos x categories x pairs x frames: the per-frame intersections of all pairs in a frame come from one
-pycocotools call (:mod:`.video_iou`), matching is vectorized over groups, thresholds and area ranges
+videos x categories x pairs x frames: the per-frame intersections of all same-cell mask pairs come from
+a few hundred pycocotools calls (:mod:`.video_iou`), matching is vectorized over groups, thresholds and area ranges
 (:mod:`.matching`), accumulation over thresholds (:mod:`.accumulate`). Everything stays float64, and
 the results equal the official ones bit for bit (checked on random and benchmark inputs).
 

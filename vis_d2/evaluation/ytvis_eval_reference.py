@@ -2,7 +2,7 @@
 
 This is the **test oracle** of the fast :mod:`vis_d2.evaluation.ytvis_eval` and the **benchmark
 baseline** of ``tools/benchmark_evaluator.py``; do not use it for real evaluations. It follows the rules
-of ``shared/methods/ytvis_format.md`` (sections 3 and 5) one step at a time, with ordinary Python loops
+of docs/evaluation.md one step at a time, with ordinary Python loops
 per video, category, prediction/GT pair and frame, the way the official ``ytvoseval.py`` is organised,
 and it shares nothing with the fast path except input checking (:mod:`.ytvis_io`) and the constant
 parameters (:mod:`.params`). Agreement with the fast path is tested to 1e-12.
