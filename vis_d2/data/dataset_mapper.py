@@ -25,7 +25,7 @@ from detectron2.utils.logger import log_first_n
 
 from .clip_sampler import ClipSampler
 from ..utils import is_crowd
-from .datasets.ytvis import MissingFrameError
+from .datasets.ytvis import CorruptFrameError, MissingFrameError
 
 __all__ = ["YTVISClipMapper", "YTVISVideoMapper", "LazyVideoFrames", "read_video_frame"]
 
@@ -49,7 +49,8 @@ def read_video_frame(
     except FileNotFoundError as e:
         raise MissingFrameError(file_name, video_id, frame_index) from e
     except OSError as e:  # PIL could not decode it: a truncated or non-image file
-        raise OSError(f"Cannot read {where}: {e}") from e
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CorruptFrameError(file_name, video_id, frame_index, reason) from e
     if height is not None and width is not None and image.shape[:2] != (height, width):
         raise utils.SizeMismatchError(
             f"Size of {where} is {image.shape[1]}x{image.shape[0]} (WxH), "

@@ -283,7 +283,7 @@ def format_per_category_table(
     items = list(per_category.items())
     if not items:
         return "per-category AP: no categories"
-    name_w = max(len(n) for n, _ in items)
+    name_w = max([len(n) for n, _ in items] + [len("category")])
     cell = (lambda n, v: f"{n:<{name_w}} {_pct(v):>7}" + (f" {gt_tracks.get(n, 0):>6}" if gt_tracks else ""))
     head = f"{'category':<{name_w}} {'AP':>7}" + (f" {'tracks':>6}" if gt_tracks else "")
     rows = [items[i : i + columns] for i in range(0, len(items), columns)]

@@ -1,5 +1,6 @@
 """Video datasets in the YouTube-VIS json format; importing this package registers the builtin ones."""
 from .ytvis import (
+    CorruptFrameError,
     MissingFrameError,
     YTVISFormatError,
     load_ytvis_json,
@@ -9,6 +10,7 @@ from . import builtin as _builtin  # noqa: F401  (registers ytvis_2019_*, ytvis_
 from .builtin import register_all_ytvis
 
 __all__ = [
+    "CorruptFrameError",
     "MissingFrameError",
     "YTVISFormatError",
     "load_ytvis_json",

@@ -26,6 +26,7 @@ __all__ = [
     "register_ytvis_instances",
     "YTVISFormatError",
     "MissingFrameError",
+    "CorruptFrameError",
 ]
 
 _VIDEO_KEYS = ("id", "height", "width", "length", "file_names")
@@ -42,6 +43,19 @@ class MissingFrameError(FileNotFoundError):
             "and $DETECTRON2_DATASETS (the expected layout is in datasets/README.md)."
         )
         self.path = path  # not .filename: OSError would then rewrite the message
+        self.video_id = video_id
+        self.frame_idx = frame_idx
+
+
+class CorruptFrameError(OSError):
+    """A frame file exists but cannot be decoded as an image (truncated or not an image at all)."""
+
+    def __init__(self, path, video_id, frame_idx, reason):
+        super().__init__(
+            f"Frame {frame_idx} of video {video_id} cannot be decoded: '{path}' ({reason}). "
+            "Re-extract or re-download this video's frames."
+        )
+        self.path = path
         self.video_id = video_id
         self.frame_idx = frame_idx
 
