@@ -14,7 +14,6 @@ from detectron2.structures import BoxMode
 
 from vis_d2.data.datasets import ytvis
 from vis_d2.data.datasets.ytvis import (
-    MissingFrameError,
     YTVISFormatError,
     load_ytvis_json,
     register_ytvis_instances,

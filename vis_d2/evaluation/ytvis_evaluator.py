@@ -207,9 +207,10 @@ class YTVISEvaluator(DatasetEvaluator):
             if clean_ids:
                 report["clean"] = stats_to_percent(evaluate_parsed(gt, preds, clean_ids)["stats"])
                 columns[f"clean ({len(clean_ids)})"] = report["clean"]
+        subsets = ", hard / clean: the videos tagged is_hard / the others" if len(columns) > 1 else ""
         title = (
             f"YouTube-VIS evaluation of {len(preds)} predicted tracks on {self._dataset_name} "
-            f"({len(gt.videos)} videos" + (", hard/clean: the videos tagged is_hard / the others)" if len(columns) > 1 else ")")
+            f"({len(gt.videos)} videos{subsets})"
         )
         logger.info(title + ":\n" + format_metrics_table(columns, "").lstrip("\n"))
         logger.info(
