@@ -402,11 +402,33 @@ BAD_INPUTS = {
 }
 
 
+def _write_inputs(tmp_path, gt, results):
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    for path, obj in ((gt_path, gt), (res_path, results)):
+        path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return gt_path, res_path
+
+
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_cli_bad_input_ends_with_one_clear_line_and_nonzero_exit(tmp_path, name):
+def test_cli_bad_input_ends_with_one_clear_line_and_status_1_writing_nothing(tmp_path, capsys, name):
+    from vis_d2.evaluation.ytvis_eval import main
+
+    gt, results, expected = BAD_INPUTS[name]
+    gt_path, res_path = _write_inputs(tmp_path, gt, results)
+    out = tmp_path / "out.json"
+    status = main([str(gt_path), str(res_path), "--json-out", str(out)])  # in-process: fast
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 1 and captured.out == ""
+    assert len(lines) == 1 and lines[0].startswith("ytvis_eval: error: ") and expected in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.json", "res.json"]  # no output, no temp file
+
+
+@pytest.mark.parametrize("name", ["gt truncated", "score NaN", "unknown category id"])
+def test_cli_process_prints_one_line_and_no_traceback_for_bad_input(tmp_path, name):
     gt, results, expected = BAD_INPUTS[name]
     proc, out = run_cli(tmp_path, gt, results)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith("ytvis_eval: error: ") and expected in lines[0], lines[0]
