@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 from pycocotools import mask as mask_util
 
+from ..utils import atomic_write
 from .params import AREA_LABELS, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, METRIC_KEYS, RECALL_THRESHOLDS
 from .ytvis_io import GroundTruth, Predictions, YTVISFormatError, load_json, parse_ground_truth, parse_results
 
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     for k in METRIC_KEYS:
         print(f"{k:<6} {'n/a' if metrics[k] is None else format(metrics[k], '.3f')}")
     if args.json_out:
-        with open(args.json_out, "w") as f:
+        with atomic_write(args.json_out) as f:
             json.dump(metrics, f, indent=2)
     return 0
 

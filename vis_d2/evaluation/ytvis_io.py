@@ -275,19 +275,20 @@ def _check_result_segmentations(segs: list, h: int, w: int, where: str) -> None:
     a Python loop over the million frames of an OVIS-sized file; only a failing track takes the slow
     path that finds and names the first bad frame.
     """
-    present = [s for s in segs if s is not None]
-    if not present:
-        return
-    hw = [h, w]
-    try:
-        if (
-            set(map(type, present)) == {dict}
-            and list(map(_SIZE, present)).count(hw) == len(present)
-            and set(map(type, map(_COUNTS, present))) <= _RLE_COUNTS_TYPES
-        ):
+    present = list(filter(None, segs))  # the truthy entries
+    if len(present) + segs.count(None) == len(segs):  # no falsy entry other than None ({}, "", 0...)
+        if not present:
             return
-    except KeyError:
-        pass
+        try:
+            if (
+                set(map(type, present)) == {dict}
+                and list(map(_SIZE, present)).count([h, w]) == len(present)
+                and set(map(type, map(_COUNTS, present))) <= _RLE_COUNTS_TYPES
+            ):
+                return
+        except KeyError:
+            pass
+    hw = [h, w]
     hw_t = (h, w)
     for t, s in enumerate(segs):
         if s is None:
