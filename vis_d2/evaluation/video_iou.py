@@ -1,4 +1,4 @@
-"""Spatio-temporal mask IoU between predicted and ground-truth tracks, batched per frame.
+"""Spatio-temporal mask IoU between predicted and ground-truth tracks, batched over (frame, category) cells.
 
 The YouTube-VIS IoU of a prediction track D and a ground-truth track G (Yang et al., "Video Instance
 Segmentation", ICCV 2019, section 5) sums over the frames t of the video::
@@ -8,8 +8,8 @@ Segmentation", ICCV 2019, section 5) sums over the frames t of the video::
 where a null (absent) frame is an empty mask. Since ``|D_t | G_t| = |D_t| + |G_t| - |D_t & G_t|``, the
 total union is ``A_D + A_G - I`` with ``A`` the summed per-frame areas, so only the per-frame
 intersections are needed. The official code merges every pair in every frame in Python; here one
-pycocotools ``iou`` call (C) per frame covers all the pairs of that frame, and the integer
-intersection is recovered exactly from the IoU and the two areas:
+pycocotools ``iou`` call (C) covers the same-cell pairs of many cells (:func:`cell_intersections`), and
+the integer intersection is recovered exactly from the IoU and the two areas:
 ``i = round(iou * (a_d + a_g) / (1 + iou))`` (because ``iou = i / (a_d + a_g - i)``; the float error is
 far below 0.5 for any mask that fits in memory). All sums are integers held in float64, hence exact.
 Track pairs whose IoU provably stays below the lowest matching threshold, judged from areas alone, are
@@ -27,8 +27,8 @@ __all__ = ["MaskOccurrences", "collect_occurrences", "cell_intersections", "trac
 # RLEs per pycocotools area() call: pycocotools <= 2.0.11 builds a uint8 array holding the count, which
 # overflows under numpy 2 for more than 255 masks; small chunks also bound the decoded-counts memory.
 _AREA_CHUNK = 255
-# Mask pairs per pycocotools iou() call when consecutive frames share one (see cell_intersections):
-# cross-frame pairs only cost a bounding-box comparison each, so a call can hold many.
+# Mask pairs per pycocotools iou() call when consecutive cells share one (see cell_intersections):
+# pairs across cells only cost a bounding-box and a size comparison each, so a call can hold many.
 _PAIRS_PER_CALL = 2000
 
 
