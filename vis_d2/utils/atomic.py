@@ -15,7 +15,8 @@ def atomic_write(path: str, mode: str = "w", *, encoding: Optional[str] = None) 
     removes the temporary file: a truncated results.json or metrics.json is never seen. The temporary
     file sits in the same folder, so the final ``os.replace`` is a rename within one file system (atomic on
     POSIX and Windows). It is created with the permissions a plain ``open`` would give (0o666 less the
-    umask), and flushed to disk before the rename.
+    umask) under a random name (two writers of one file never share a temporary), and flushed to disk
+    before the rename; the folder is synced after it.
 
     Args:
         path: the file to write (local path; its folder must exist).
@@ -55,3 +56,9 @@ def atomic_write(path: str, mode: str = "w", *, encoding: Optional[str] = None) 
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    with contextlib.suppress(OSError, AttributeError):  # make the rename itself durable (POSIX)
+        dir_fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
