@@ -1,4 +1,4 @@
-"""Builtin dataset names and layout (vis_d2/data/datasets/builtin.py; a contract in DESIGN.md)."""
+"""Builtin dataset names and layout (vis_d2/data/datasets/builtin.py; a contract stated in datasets/README.md)."""
 import importlib
 import json
 import os
@@ -13,21 +13,22 @@ from vis_d2.data.datasets.categories import OVIS_CLASSES, YTVIS_2019_CLASSES, YT
 
 ROOT = os.path.expanduser(os.getenv("DETECTRON2_DATASETS", "datasets"))
 
-# name -> (json, frames folder) under $DETECTRON2_DATASETS, as DESIGN.md and datasets/README.md state
+# name -> (json, frames folder) under $DETECTRON2_DATASETS, as datasets/README.md states
 EXPECTED = {
-    "ytvis_2019_train_sub": ("ytvis_2019/train_sub.json", "ytvis_2019/train/JPEGImages"),
-    "ytvis_2019_valid_sub": ("ytvis_2019/valid_sub.json", "ytvis_2019/train/JPEGImages"),
     "synth_vis_train": ("synth_vis/train.json", "synth_vis/train/JPEGImages"),
     "synth_vis_val": ("synth_vis/valid.json", "synth_vis/valid/JPEGImages"),
 }
 for _family in ("ytvis_2019", "ytvis_2021", "ovis"):
     for _split, _on_disk in (("train", "train"), ("val", "valid"), ("test", "test")):
         EXPECTED[f"{_family}_{_split}"] = (f"{_family}/{_on_disk}.json", f"{_family}/{_on_disk}/JPEGImages")
+    # the local split of train (tools/split_ytvis.py): ground truth kept, train frames
+    for _sub in ("train_sub", "valid_sub"):
+        EXPECTED[f"{_family}_{_sub}"] = (f"{_family}/{_sub}.json", f"{_family}/train/JPEGImages")
 
 
 def test_every_builtin_name_is_registered_with_its_json_and_frames_folder():
     registered = set(DatasetCatalog.list())
-    assert len(EXPECTED) == 13
+    assert len(EXPECTED) == 17
     for name, (json_file, image_root) in EXPECTED.items():
         assert name in registered, name
         meta = MetadataCatalog.get(name)
@@ -42,8 +43,7 @@ def test_real_datasets_know_their_official_classes_before_any_file_exists():
         ("ytvis_2021", YTVIS_2021_CLASSES, "airplane", "zebra"),
         ("ovis", OVIS_CLASSES, "Person", "Vehical"),
     ):
-        splits = ("train", "val", "test") + (("train_sub", "valid_sub") if prefix == "ytvis_2019" else ())
-        for split in splits:
+        for split in ("train", "val", "test", "train_sub", "valid_sub"):
             meta = MetadataCatalog.get(f"{prefix}_{split}")
             assert meta.thing_classes == list(classes)
             assert (meta.thing_classes[0], meta.thing_classes[-1]) == (first, last)

@@ -13,7 +13,7 @@ from detectron2.data import detection_utils
 from detectron2.structures import BitMasks, BoxMode
 from vis_d2.config import add_vis_config
 from vis_d2.data.dataset_mapper import LazyVideoFrames, YTVISClipMapper, YTVISVideoMapper
-from vis_d2.data.datasets import MissingFrameError
+from vis_d2.data.datasets import CorruptFrameError, MissingFrameError
 
 H, W = 36, 64
 LEFT_BOX, RIGHT_BOX = (4, 8, 16, 20), (40, 10, 56, 30)  # XYXY, in original pixels
@@ -184,6 +184,19 @@ def test_missing_frame_raises_an_error_naming_video_and_frame(tmp_path):
     (tmp_path / "v42_000.jpg").unlink()
     with pytest.raises(MissingFrameError, match=r"Frame 0 of video 42 not found: .*v42_000\.jpg"):
         YTVISClipMapper(make_cfg())(video)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "not_an_image", "empty"])
+def test_corrupt_frame_raises_one_line_naming_video_frame_and_file(tmp_path, damage):
+    video = make_video(tmp_path, two_tracks(1), video_id=7)
+    path = tmp_path / "v7_000.jpg"
+    data = path.read_bytes()
+    path.write_bytes({"truncated": data[: len(data) // 3], "not_an_image": b"<html>404</html>", "empty": b""}[damage])
+    with pytest.raises(CorruptFrameError) as info:
+        YTVISClipMapper(make_cfg())(video)
+    message = str(info.value)
+    assert "Frame 0 of video 7 cannot be decoded" in message and str(path) in message and "\n" not in message
+    assert isinstance(info.value, OSError)
 
 
 def test_frame_of_wrong_size_is_reported(tmp_path):

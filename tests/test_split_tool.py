@@ -1,4 +1,5 @@
 """tools/split_ytvis.py: a seeded, deterministic train_sub / valid_sub split of a json with ground truth."""
+import contextlib
 import importlib.util
 import json
 import os
@@ -92,6 +93,89 @@ def test_num_valid_out_of_range_is_a_clear_error(tmp_path, capsys, num_valid):
     err = capsys.readouterr().err
     assert info.value.code != 0
     assert "--num-valid" in err and "number of videos (5)" in err and num_valid in err
+    assert not (tmp_path / "out").exists()
+
+
+def _ovis_like(num_videos):
+    """OVIS's quirks: 25 classes with capitalised names, annotations without 'iscrowd', null areas."""
+    data = source(num_videos, lambda vid: 2)
+    data["categories"] = [{"id": i, "name": n} for i, n in enumerate(["Person", "Bird"] + [f"C{i}" for i in range(23)], 1)]
+    for a in data["annotations"]:
+        del a["iscrowd"]
+        a["category_id"] = 25 if a["id"] % 2 else 1
+        a["areas"] = [None] * len(a["areas"])
+    return data
+
+
+def _ytvis_2021_like(num_videos):
+    """YouTube-VIS 2021: 40 classes (another list than 2019's), ids 1..40."""
+    data = source(num_videos, lambda vid: 1)
+    data["categories"] = [{"id": i, "name": f"class{i:02d}", "supercategory": "object"} for i in range(1, 41)]
+    for a in data["annotations"]:
+        a["category_id"] = 1 + a["video_id"] % 40
+    return data
+
+
+@pytest.mark.parametrize("make", [_ovis_like, _ytvis_2021_like], ids=["ovis", "ytvis_2021"])
+def test_ovis_and_ytvis_2021_jsons_split_and_load_with_their_own_categories(tmp_path, make):
+    data = make(40)
+    train, valid = run_tool(tmp_path, data, "out")
+    assert (len(train["videos"]), len(valid["videos"])) == (34, 6)  # 15% held out by default
+    for part, name in ((train, "train_sub.json"), (valid, "valid_sub.json")):
+        assert part["categories"] == data["categories"]
+        dicts = load_ytvis_json(str(tmp_path / "out" / name), str(tmp_path))
+        instances = [a for d in dicts for frame in d["annotations"] for a in frame]
+        assert instances and all(a["iscrowd"] == 0 for a in instances)
+        assert {a["category_id"] for a in instances} <= set(range(len(data["categories"])))
+
+
+def test_a_failure_while_writing_leaves_both_old_files_and_no_temporary_file(tmp_path, monkeypatch):
+    run_tool(tmp_path, source(10), "out", "--num-valid", "3", "--seed", "1")
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    real_atomic_write = split_ytvis.atomic_write
+
+    @contextlib.contextmanager
+    def disk_fills_up_in_valid_sub(path, *args, **kwargs):
+        with real_atomic_write(path, *args, **kwargs) as f:
+            if not path.endswith("valid_sub.json"):
+                yield f
+                return
+
+            class HalfWritten:
+                def write(self, text):
+                    f.write(text[: len(text) // 2])
+                    raise OSError(28, "No space left on device")
+
+            yield HalfWritten()
+
+    monkeypatch.setattr(split_ytvis, "atomic_write", disk_fills_up_in_valid_sub)
+    with pytest.raises(SystemExit) as info:
+        split_ytvis.main(["--json", str(tmp_path / "train.json"), "--out-dir", str(tmp_path / "out"),
+                          "--num-valid", "4", "--seed", "2"])  # fmt: skip
+    assert info.value.code == 2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before  # no temp file either
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        ("", "empty file"),
+        ('{"videos": [{"id": 1', "truncated?"),
+        ("[1, 2]", "expected a YouTube-VIS json with a 'videos' list"),
+        ('{"videos": [{"id": 1}, {"id": 1}], "annotations": [{"video_id": 1}]}', "duplicate video ids [1]"),
+        ('{"videos": [{"id": 1}], "annotations": [{"video_id": 2}]}', "not in 'videos': [2]"),
+        ('{"videos": [{"id": 1}], "annotations": [7]}', "annotations[0] is not an object"),
+    ],
+    ids=["empty", "truncated", "not_an_object", "duplicate_videos", "orphan_annotation", "annotation_not_object"],
+)  # fmt: skip
+def test_bad_source_json_ends_in_one_line_and_exit_status_2(tmp_path, capsys, content, expected):
+    src = tmp_path / "train.json"
+    src.write_text(content)
+    with pytest.raises(SystemExit) as info:
+        split_ytvis.main(["--json", str(src), "--out-dir", str(tmp_path / "out")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert info.value.code == 2 and len(err) == 1 and err[0].startswith("split_ytvis: error: ")
+    assert expected in err[0], err[0]
     assert not (tmp_path / "out").exists()
 
 

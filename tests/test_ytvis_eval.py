@@ -1,6 +1,6 @@
 """Tests of the YouTube-VIS evaluation core (vis_d2.evaluation.ytvis_eval) and its CLI.
 
-Hand-built cases whose answers follow from the rules (shared/methods/ytvis_format.md, sections 3 and 5),
+Hand-built cases whose answers follow from the rules (docs/evaluation.md),
 randomized cases where the fast core must equal the plain reference implementation, and the CLI's
 handling of bad input.
 """
@@ -339,36 +339,132 @@ def test_cli_imports_neither_torch_nor_detectron2(tmp_path):
 
 
 GOOD_GT = dataset({1: (H, W, 2)}, [gt_track(1, 1, [A, A])])
+GOOD_RESULTS = [pred(1, [A, A], 0.5)]
+
+
+def _with(obj, **changes):
+    return dict(obj, **changes)
+
+
 BAD_INPUTS = {
-    # name: (gt, results, text the one-line error must contain)
+    # name: (gt, results, text the one-line error must contain); str = the file's raw text
     "gt not json": ("{not json", [], "not valid JSON"),
+    "gt empty file": ("", [], "empty file"),
+    "gt truncated": (json.dumps(GOOD_GT)[:-30], [], "truncated?"),
     "gt without videos": ({"categories": [], "annotations": []}, [], "missing key 'videos'"),
+    "gt is a list": ([GOOD_GT], [], "expected an object with 'videos'"),
+    "gt duplicate video id": (
+        {**GOOD_GT, "videos": GOOD_GT["videos"] * 2}, [], "video 1: duplicate video id"
+    ),
+    "gt duplicate category id": (
+        {**GOOD_GT, "categories": GOOD_GT["categories"] * 2}, [], "duplicate category id 1"
+    ),
+    "gt duplicate annotation id": (
+        dataset({1: (H, W, 2)}, [gt_track(1, 1, [A, A]), gt_track(1, 1, [B, B])]), [], "duplicate annotation id"
+    ),
+    "gt annotation of unknown video": (
+        dataset({1: (H, W, 2)}, [gt_track(1, 5, [A, A])]), [], "video_id 5 is not in 'videos'"
+    ),
+    "gt rle of the wrong size": (
+        dataset({1: (H, W, 2)}, [gt_track(1, 1, [A, box(H, W + 1, 0, 2, 0, 2)], areas=[16, 4])]),
+        [], "frame 1: RLE size [10, 13] does not match",
+    ),
+    "gt uncompressed rle that does not cover the frame": (
+        dataset({1: (H, W, 1)}, [_with(gt_track(1, 1, [A]), segmentations=[{"size": [H, W], "counts": [5, 3]}])]),
+        [], "counts sum to 8, not height*width 120",
+    ),
+    "gt areas missing": (
+        dataset({1: (H, W, 2)}, [{k: v for k, v in gt_track(1, 1, [A, A]).items() if k != "areas"}]),
+        [], "'areas'",
+    ),
+    "results empty file": (GOOD_GT, "", "empty file"),
+    "results truncated": (GOOD_GT, json.dumps(GOOD_RESULTS)[:-40], "truncated?"),
     "results not a list": (GOOD_GT, {"video_id": 1}, "expected a list"),
+    "results entry not an object": (GOOD_GT, [["video_id", 1]], "results[0]: must be an object"),
     "result missing score": (GOOD_GT, [{"video_id": 1, "category_id": 1, "segmentations": [None, None]}], "'score'"),
     "unknown video id": (GOOD_GT, [pred(7, [A, A], 0.5)], "video_id 7 is not a video of the ground truth"),
+    "video id not an integer": (GOOD_GT, [_with(GOOD_RESULTS[0], video_id="1")], "'video_id' must be an integer"),
+    "unknown category id": (
+        GOOD_GT, [pred(1, [A, A], 0.5, category_id=0)], "category_id 0 is not a category of the ground truth (its ids: 1)"
+    ),
     "rle of the wrong size": (GOOD_GT, [pred(1, [A, box(H + 1, W, 0, 2, 0, 2)], 0.5)], "frame 1: RLE size [11, 12]"),
     "too few segmentations": (GOOD_GT, [pred(1, [A], 0.5)], "1 segmentations for a video of length 2"),
+    "segmentations not a list": (GOOD_GT, [_with(GOOD_RESULTS[0], segmentations=None)], "'segmentations' must be a list"),
     "uncompressed rle result": (
         GOOD_GT,
         [{"video_id": 1, "category_id": 1, "score": 0.5, "segmentations": [{"size": [H, W], "counts": [120]}, None]}],
         "compressed RLE",
     ),
+    "polygon result": (GOOD_GT, [_with(GOOD_RESULTS[0], segmentations=[[[0, 0, 4, 0, 4, 4]], None])], "compressed RLE"),
     "score not a number": (GOOD_GT, [dict(pred(1, [A, A], 0.5), score="high")], "'score' must be a finite number"),
-    "gt annotation of unknown video": (
-        dataset({1: (H, W, 2)}, [gt_track(1, 5, [A, A])]), [], "video_id 5 is not in 'videos'"
-    ),
+    "score NaN": (GOOD_GT, [dict(pred(1, [A, A], 0.5), score=float("nan"))], "'score' must be a finite number, got nan"),
+    "score infinite": (GOOD_GT, [dict(pred(1, [A, A], 0.5), score=float("inf"))], "finite number, got inf"),
 }
 
 
+def _write_inputs(tmp_path, gt, results):
+    gt_path, res_path = tmp_path / "gt.json", tmp_path / "res.json"
+    for path, obj in ((gt_path, gt), (res_path, results)):
+        path.write_text(obj if isinstance(obj, str) else json.dumps(obj))
+    return gt_path, res_path
+
+
 @pytest.mark.parametrize("name", sorted(BAD_INPUTS))
-def test_cli_bad_input_ends_with_one_clear_line_and_nonzero_exit(tmp_path, name):
+def test_cli_bad_input_ends_with_one_clear_line_and_status_1_writing_nothing(tmp_path, capsys, name):
+    from vis_d2.evaluation.ytvis_eval import main
+
+    gt, results, expected = BAD_INPUTS[name]
+    gt_path, res_path = _write_inputs(tmp_path, gt, results)
+    out = tmp_path / "out.json"
+    status = main([str(gt_path), str(res_path), "--json-out", str(out)])  # in-process: fast
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert status == 1 and captured.out == ""
+    assert len(lines) == 1 and lines[0].startswith("ytvis_eval: error: ") and expected in lines[0], lines
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gt.json", "res.json"]  # no output, no temp file
+
+
+@pytest.mark.parametrize("name", ["gt truncated", "score NaN", "unknown category id"])
+def test_cli_process_prints_one_line_and_no_traceback_for_bad_input(tmp_path, name):
     gt, results, expected = BAD_INPUTS[name]
     proc, out = run_cli(tmp_path, gt, results)
-    assert proc.returncode != 0
+    assert proc.returncode == 1
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert lines[0].startswith("ytvis_eval: error: ") and expected in lines[0], lines[0]
     assert not out.exists()
+
+
+def test_cli_reads_a_results_zip_whose_only_member_is_results_json(tmp_path):
+    import zipfile
+
+    gt = dataset({1: (H, W, 2)}, [gt_track(1, 1, [A, A])])
+    proc, out = run_cli(tmp_path, gt, [pred(1, [A, A], 0.9)])
+    assert proc.returncode == 0, proc.stderr
+    with zipfile.ZipFile(tmp_path / "results.zip", "w") as z:
+        z.write(tmp_path / "res.json", "results.json")
+    cmd = [sys.executable, "-m", "vis_d2.evaluation.ytvis_eval", str(tmp_path / "gt.json"), str(tmp_path / "results.zip")]
+    from_zip = subprocess.run(cmd + ["--json-out", str(tmp_path / "zip.json")], capture_output=True, text=True, timeout=60)
+    assert from_zip.returncode == 0, from_zip.stderr
+    assert json.loads((tmp_path / "zip.json").read_text()) == json.loads(out.read_text())
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.write(tmp_path / "res.json", "results.json")
+        z.write(tmp_path / "res.json", "more.json")
+    two = subprocess.run(cmd[:-1] + [str(tmp_path / "two.zip")], capture_output=True, text=True, timeout=60)
+    assert two.returncode == 1 and "exactly one .json file" in two.stderr and two.stderr.count("\n") == 1
+
+
+def test_cli_per_category_prints_each_category_with_its_ap_and_gt_tracks(tmp_path):
+    gt = dataset(
+        {1: (H, W, 1), 2: (H, W, 1)}, [gt_track(1, 1, [A], category_id=1), gt_track(2, 2, [B], category_id=2)],
+        categories=(1, 2, 3),
+    )  # fmt: skip
+    proc, _ = run_cli(tmp_path, gt, [pred(1, [A], 0.9, category_id=1)], "--per-category")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout[proc.stdout.index("category"):].splitlines()
+    cells = [c.split() for line in table[1:] for c in line.split("|")]
+    assert cells == [["cat1", "100.000", "1"], ["cat2", "0.000", "1"], ["cat3", "n/a", "0"]]
+    assert len({len(line) for line in table}) == 1  # columns line up
 
 
 def test_cli_missing_file_is_one_line(tmp_path):

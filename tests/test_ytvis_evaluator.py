@@ -1,5 +1,6 @@
 """Tests of YTVISEvaluator: detectron2's DatasetEvaluator protocol around the YouTube-VIS evaluation."""
 import json
+import logging
 import math
 import zipfile
 
@@ -168,3 +169,62 @@ def test_track_length_mismatch_is_an_error(register):
     bad = {"video_id": 1, "height": H, "width": W, "length": 2, "pred_tracks": [track(0.9, 0, [A])]}
     with pytest.raises(ValueError, match="1 segmentations for 2 frames"):
         evaluator.process([{"video_id": 1, "length": 2}], [bad])
+
+
+def test_results_zip_holds_exactly_one_top_level_results_json_that_the_cli_reads(register, tmp_path):
+    run(YTVISEvaluator(register(), str(tmp_path), distributed=False), PERFECT)
+    with zipfile.ZipFile(tmp_path / "results.zip") as z:
+        assert [(i.filename, i.is_dir()) for i in z.infolist()] == [("results.json", False)]
+    from vis_d2.evaluation.ytvis_io import load_json
+
+    assert load_json(str(tmp_path / "results.zip"), "results") == json.loads((tmp_path / "results.json").read_text())
+
+
+def test_logs_show_all_hard_and_clean_side_by_side_and_a_per_category_table(register, tmp_path, caplog):
+    name = register(hard_video=2)
+    with caplog.at_level(logging.INFO, logger="vis_d2.evaluation.ytvis_evaluator"):
+        run(YTVISEvaluator(name, str(tmp_path), distributed=False), PERFECT)
+    text = "\n".join(r.getMessage() for r in caplog.records)
+    header = next(line for line in text.splitlines() if line.startswith("metric "))
+    assert header.split()[:4] == ["metric", "all", "hard", "(1)"] and "clean" in header
+    assert any(line.split()[:2] == ["AP", "100.000"] for line in text.splitlines())
+    per_category = text[text.index("Per-category AP"):].splitlines()[1:3]
+    assert [c.split() for c in per_category[1].split("|")] == [["cat", "100.000", "1"], ["dog", "100.000", "1"]]
+
+
+def test_a_failure_while_writing_metrics_keeps_the_previous_file_and_no_temporary(register, tmp_path, monkeypatch):
+    import contextlib
+
+    from vis_d2.evaluation import ytvis_evaluator
+
+    name = register()
+    run(YTVISEvaluator(name, str(tmp_path), distributed=False), PERFECT)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.suffix in (".json", ".zip")}
+    real = ytvis_evaluator.atomic_write
+
+    @contextlib.contextmanager
+    def killed_while_writing_metrics(path, *args, **kwargs):
+        with real(path, *args, **kwargs) as f:
+            if path.endswith("metrics.json"):
+                f.write("{\"AP\": 1")
+                raise KeyboardInterrupt  # a kill mid-write
+            yield f
+
+    monkeypatch.setattr(ytvis_evaluator, "atomic_write", killed_while_writing_metrics)
+    with pytest.raises(KeyboardInterrupt):
+        run(YTVISEvaluator(name, str(tmp_path), distributed=False), [output(1, [track(0.9, 0, [A, A])])])
+    assert json.loads((tmp_path / "metrics.json").read_bytes()) == json.loads(before["metrics.json"])
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_malformed_ground_truth_raises_the_format_error_and_writes_no_metrics(tmp_path, register):
+    from vis_d2.evaluation import YTVISFormatError
+
+    name = register()
+    gt = json.loads(open(MetadataCatalog.get(name).json_file).read())
+    gt["annotations"][0]["segmentations"][1] = {"size": [H + 1, W], "counts": "abc"}
+    open(MetadataCatalog.get(name).json_file, "w").write(json.dumps(gt))
+    with pytest.raises(YTVISFormatError, match=r"annotation id 1 \(video 1\), frame 1: RLE size"):
+        run(YTVISEvaluator(name, str(tmp_path), distributed=False), PERFECT)
+    assert json.loads((tmp_path / "results.json").read_text())  # the predictions are kept, complete
+    assert not (tmp_path / "metrics.json").exists()

@@ -14,9 +14,7 @@ from detectron2.structures import BoxMode
 
 from vis_d2.data.datasets import ytvis
 from vis_d2.data.datasets.ytvis import (
-    MissingFrameError,
     YTVISFormatError,
-    check_frame_file,
     load_ytvis_json,
     register_ytvis_instances,
 )
@@ -236,11 +234,18 @@ def _valid_data():
         (_set(("annotations", 0, "bboxes", 1), [1, 2, 3]), ["video 1", "annotation 10", "frame 1", "bbox"]),
         (_set(("annotations", 0, "category_id"), 4), ["video 1", "annotation 10", "category_id 4"]),
         (_set(("videos", 1, "id"), 1), ["video 1", "duplicate video id"]),
+        (_set(("annotations", 1, "id"), 10), ["video 2", "annotation 10", "duplicate annotation id"]),
+        (_set(("annotations", 0, "segmentations", 0, "counts"), 12.5),
+         ["video 1", "annotation 10", "frame 0", "'counts' must be"]),
+        (_set(("annotations", 0, "segmentations", 1), "a string"), ["annotation 10", "frame 1", "segmentation must be"]),
+        (_set(("categories", 0, "name"), None), ["needs an 'id' and a 'name'"]),
+        (_set(("videos",), {"id": 1}), ["expected an object with a 'videos' list"]),
     ],
     ids=[
         "video_missing_key", "file_names_length", "annotation_missing_key", "segmentations_length",
         "bboxes_length", "unknown_video_id", "compressed_rle_size", "uncompressed_rle_size",
         "uncompressed_rle_sum", "bad_bbox", "unknown_category", "duplicate_video",
+        "duplicate_annotation", "rle_counts_type", "segmentation_type", "category_without_name", "videos_not_a_list",
     ],
 )  # fmt: skip
 def test_malformed_json_fails_with_one_message_naming_file_video_and_frame(tmp_path, mutate, expected):
@@ -268,15 +273,34 @@ def test_missing_or_invalid_json_file_names_the_path(tmp_path):
         load_ytvis_json(str(garbled), tmp_path)
 
 
-def test_check_frame_file_names_video_and_frame_of_a_missing_frame(tmp_path):
-    present = tmp_path / "00000.jpg"
-    present.write_bytes(b"jpeg")
-    assert check_frame_file(str(present), 3, 0) == str(present)
-    missing = str(tmp_path / "00005.jpg")
-    with pytest.raises(MissingFrameError) as info:
-        check_frame_file(missing, 3, 1)
-    assert isinstance(info.value, FileNotFoundError)
-    assert missing in str(info.value) and "video 3" in str(info.value) and "Frame 1" in str(info.value)
+@pytest.mark.parametrize(
+    "content, expected",
+    [(b"", "empty file"), (b"  \n", "empty file"), (b'{"videos": [{"id": 1, "he', "truncated?"),
+     (b"\xff\xfe\x00garbage", "not valid json")],
+    ids=["empty", "blank", "truncated", "binary"],
+)  # fmt: skip
+def test_empty_truncated_or_binary_json_is_one_format_error_naming_the_file(tmp_path, content, expected):
+    path = tmp_path / "bad.json"
+    path.write_bytes(content)
+    with pytest.raises(YTVISFormatError) as info:
+        load_ytvis_json(str(path), tmp_path)
+    assert expected in str(info.value) and str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_loader_and_the_evaluation_raise_one_and_the_same_format_error(tmp_path):
+    from vis_d2.evaluation import YTVISFormatError as EvalFormatError
+    from vis_d2.evaluation.ytvis_io import parse_ground_truth
+    from vis_d2.utils import YTVISFormatError as SharedFormatError
+
+    assert YTVISFormatError is EvalFormatError is SharedFormatError
+    bad = dataset([video(1, 3)], [track(10, 1, [compressed_rle(RECT)] * 2)])  # 2 masks, 3 frames
+    caught = []
+    for load in (lambda: load_ytvis_json(write(tmp_path, bad), tmp_path), lambda: parse_ground_truth(bad)):
+        try:
+            load()
+        except YTVISFormatError as e:  # one except clause catches both
+            caught.append(e)
+    assert len(caught) == 2 and all(e.__class__ is SharedFormatError for e in caught)
 
 
 def test_register_is_lazy_and_reads_classes_from_the_json_when_not_given(tmp_path):

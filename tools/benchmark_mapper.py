@@ -24,6 +24,7 @@ from detectron2.structures import BoxMode
 from vis_d2.config import add_vis_config
 from vis_d2.data.build import build_video_train_loader
 from vis_d2.data.dataset_mapper import YTVISClipMapper
+from vis_d2.utils.rle import rle_counts_to_str
 
 WIDTH, HEIGHT = 640, 360
 
@@ -52,8 +53,7 @@ def make_videos(root, num_videos, num_frames, num_objects, seed):
                 if not mask.any():
                     continue
                 frame[mask] = colors[k]
-                rle = mask_util.encode(np.asfortranarray(mask.astype(np.uint8)))
-                rle["counts"] = rle["counts"].decode("ascii")
+                rle = rle_counts_to_str(mask_util.encode(np.asfortranarray(mask.astype(np.uint8))))
                 frame_annos.append(
                     {"id": v * 100 + k, "category_id": k % 3, "bbox": mask_util.toBbox(rle).tolist(),
                      "bbox_mode": BoxMode.XYWH_ABS, "segmentation": rle, "iscrowd": 0}

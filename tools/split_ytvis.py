@@ -2,24 +2,37 @@
 """
 Split a YouTube-VIS-format json with ground truth into ``train_sub.json`` and ``valid_sub.json``.
 
-YouTube-VIS val/test ground truth is not public, so local AP needs an offline split of train
-(registered as ``ytvis_2019_train_sub`` / ``ytvis_2019_valid_sub``). The default sizes are those of the
-TFA paper's split of YouTube-VIS 2019 (1902 train / 336 valid videos of 2238); the video lists are ours
-(seeded), not the paper's.
+The validation and test ground truth of YouTube-VIS 2019/2021 and OVIS is not public and their
+evaluation servers have closed, so a local AP needs an offline split of the train set: train on
+``train_sub``, evaluate on ``valid_sub`` (registered as ``{ytvis_2019,ytvis_2021,ovis}_{train,valid}_sub``,
+see datasets/README.md). By default 15% of the videos are held out, which gives the TFA paper's split
+sizes of YouTube-VIS 2019 (1902 train / 336 valid of 2238); the video lists are ours (seeded), not the
+paper's.
 
-    python tools/split_ytvis.py --json datasets/ytvis_2019/train.json \\
-        --out-dir datasets/ytvis_2019 --num-valid 336 --seed 0
+    python tools/split_ytvis.py --json datasets/ytvis_2019/train.json --out-dir datasets/ytvis_2019
+    python tools/split_ytvis.py --json datasets/ovis/train.json --out-dir datasets/ovis --seed 0
+
+Works for YouTube-VIS 2019 and 2021 (40 classes each, different lists and ids) and OVIS (25 classes,
+annotations that may leave out ``iscrowd``): the json's ``categories`` and every other top-level field
+are copied unchanged, annotations follow their video, and nothing else is interpreted. Both files are
+written atomically (all or nothing); errors end in one line and exit status 2.
 """
 import argparse
 import json
 import logging
 import os
-import random
 import sys
 
-from detectron2.utils.file_io import PathManager
+from vis_d2.utils import atomic_write, json_io
 
 logger = logging.getLogger("vis_d2.split_ytvis")
+
+PROG = "split_ytvis"
+DEFAULT_VALID_FRACTION = 0.15  # 336 of YouTube-VIS 2019's 2238 train videos (TFA's split sizes)
+
+
+class SplitError(Exception):
+    """A problem with the input or the arguments; its message is the one line the user sees."""
 
 
 def split_videos(video_ids, num_valid, seed):
@@ -34,6 +47,8 @@ def split_videos(video_ids, num_valid, seed):
     Returns:
         (set[int], set[int]): train ids, valid ids.
     """
+    import random
+
     # Sorting first makes the split independent of the json's video order.
     shuffled = sorted(video_ids)
     random.Random(seed).shuffle(shuffled)
@@ -49,58 +64,97 @@ def _subset(data, keep_ids):
     return out
 
 
+def _read_source(json_file):
+    try:
+        with open(json_file, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise SplitError(f"--json {json_file}: cannot read ({e.strerror or e})") from None
+    if not raw.strip():
+        raise SplitError(f"--json {json_file}: empty file")
+    try:
+        return json_io.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        hint = "; the file ends early: truncated?" if json_io.looks_truncated(e, raw) else ""
+        raise SplitError(f"--json {json_file} is not valid json ({e}){hint}") from None
+
+
 def _check_source(data, json_file):
-    """Returns an error message, or None if the json can be split."""
+    """Raises :class:`SplitError` unless the json can be split."""
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-        return f"{json_file}: expected a YouTube-VIS json with a 'videos' list"
+        raise SplitError(f"{json_file}: expected a YouTube-VIS json with a 'videos' list")
     if not data.get("annotations"):
-        return f"{json_file} has no annotations: split a json with ground truth (e.g. train.json)"
-    video_ids = [v.get("id") for v in data["videos"]]
+        raise SplitError(f"{json_file} has no annotations: split a json with ground truth (e.g. train.json)")
+    if not isinstance(data["annotations"], list):
+        raise SplitError(f"{json_file}: 'annotations' must be a list")
+    for i, v in enumerate(data["videos"]):
+        if not isinstance(v, dict) or "id" not in v:
+            raise SplitError(f"{json_file}: videos[{i}] is not an object with an 'id'")
+    for i, a in enumerate(data["annotations"]):
+        if not isinstance(a, dict) or "video_id" not in a:
+            raise SplitError(f"{json_file}: annotations[{i}] is not an object with a 'video_id'")
+    video_ids = [v["id"] for v in data["videos"]]
     if len(set(video_ids)) != len(video_ids):
-        return f"{json_file}: duplicate video ids"
-    known = set(video_ids)
-    orphans = sorted({a.get("video_id") for a in data["annotations"]} - known, key=str)
+        dup = sorted({v for v in video_ids if video_ids.count(v) > 1}, key=str)[:5]
+        raise SplitError(f"{json_file}: duplicate video ids {dup}")
+    orphans = sorted({a["video_id"] for a in data["annotations"]} - set(video_ids), key=str)
     if orphans:
-        return f"{json_file}: annotations refer to videos that are not in 'videos': {orphans[:10]}"
-    return None
+        raise SplitError(f"{json_file}: annotations refer to videos that are not in 'videos': {orphans[:10]}")
+
+
+def _num_valid(args, num_videos):
+    if args.num_valid is not None:
+        n = args.num_valid
+    else:
+        n = round(num_videos * args.valid_fraction)
+    if not 1 <= n < num_videos:
+        what = f"--num-valid {args.num_valid}" if args.num_valid is not None else (
+            f"--valid-fraction {args.valid_fraction} ({n} videos)"
+        )
+        raise SplitError(
+            f"{what}: must be at least 1 and smaller than the number of videos ({num_videos}); got {n}"
+        )
+    return n
+
+
+def run(args):
+    data = _read_source(args.json)
+    _check_source(data, args.json)
+    num_valid = _num_valid(args, len(data["videos"]))
+    train_ids, valid_ids = split_videos([v["id"] for v in data["videos"]], num_valid, args.seed)
+    parts = [("train_sub.json", _subset(data, train_ids)), ("valid_sub.json", _subset(data, valid_ids))]
+    texts = [json.dumps(part) for _, part in parts]  # serialised before anything is written
+    try:
+        os.makedirs(args.out_dir, exist_ok=True)
+        paths = [os.path.join(args.out_dir, name) for name, _ in parts]
+        # nested: an error in either file leaves both old files (or none) in place
+        with atomic_write(paths[0]) as f_train, atomic_write(paths[1]) as f_valid:
+            f_train.write(texts[0])
+            f_valid.write(texts[1])
+    except OSError as e:
+        raise SplitError(f"--out-dir {args.out_dir}: cannot write ({e.strerror or e})") from None
+    for path, (_, part) in zip(paths, parts):
+        logger.info(f"Wrote {path}: {len(part['videos'])} videos, {len(part['annotations'])} annotations")
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].strip())
+    parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[1].strip())
     parser.add_argument("--json", required=True, help="source json with ground truth (train.json)")
     parser.add_argument("--out-dir", required=True, help="where train_sub.json / valid_sub.json go")
-    parser.add_argument("--num-valid", type=int, default=336, help="videos held out (default: 336)")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--num-valid", type=int, help="videos held out (default: --valid-fraction of them)")
+    size.add_argument(
+        "--valid-fraction", type=float, default=DEFAULT_VALID_FRACTION,
+        help=f"share of the videos held out, rounded (default: {DEFAULT_VALID_FRACTION})",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-
     try:
-        with PathManager.open(args.json, "r") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        parser.error(f"--json {args.json} not found")
-    except json.JSONDecodeError as e:
-        parser.error(f"--json {args.json} is not valid json ({e})")
-    problem = _check_source(data, args.json)
-    if problem:
-        parser.error(problem)
-    num_videos = len(data["videos"])
-    if not 1 <= args.num_valid < num_videos:
-        parser.error(
-            f"--num-valid must be at least 1 and smaller than the number of videos ({num_videos}), "
-            f"got {args.num_valid}"
-        )
-
-    train_ids, valid_ids = split_videos([v["id"] for v in data["videos"]], args.num_valid, args.seed)
-    PathManager.mkdirs(args.out_dir)
-    for file_name, ids in (("train_sub.json", train_ids), ("valid_sub.json", valid_ids)):
-        subset = _subset(data, ids)
-        path = os.path.join(args.out_dir, file_name)
-        with PathManager.open(path, "w") as f:
-            json.dump(subset, f)
-        logger.info(
-            f"Wrote {path}: {len(subset['videos'])} videos, {len(subset['annotations'])} annotations"
-        )
+        run(args)
+    except SplitError as e:
+        print(f"{PROG}: error: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
     return 0
 
 

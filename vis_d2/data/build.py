@@ -16,6 +16,7 @@ import torch
 from detectron2.data import DatasetCatalog, build_detection_test_loader, build_detection_train_loader
 from detectron2.data.samplers import RepeatFactorTrainingSampler, TrainingSampler
 
+from ..utils import is_crowd
 from .dataset_mapper import YTVISClipMapper, YTVISVideoMapper
 
 __all__ = [
@@ -30,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 def _has_instances(video_dict: Dict) -> bool:
     return any(
-        not a.get("iscrowd", 0) for a in itertools.chain.from_iterable(video_dict["annotations"])
+        not is_crowd(a) for a in itertools.chain.from_iterable(video_dict["annotations"])
     )
 
 
@@ -83,7 +84,7 @@ def repeat_factors_from_video_category_frequency(
         {
             a["category_id"]
             for a in itertools.chain.from_iterable(d["annotations"])
-            if not a.get("iscrowd", 0)
+            if not is_crowd(a)
         }
         for d in dataset_dicts
     ]

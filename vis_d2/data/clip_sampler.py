@@ -24,6 +24,8 @@ import numpy as np
 
 from detectron2.config import configurable
 
+from ..utils import is_crowd
+
 __all__ = ["ClipSampler", "frames_with_instances"]
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ def frames_with_instances(video_dict: Dict) -> List[int]:
     return [
         t
         for t, annos in enumerate(video_dict["annotations"])
-        if any(not a.get("iscrowd", 0) for a in annos)
+        if any(not is_crowd(a) for a in annos)
     ]
 
 

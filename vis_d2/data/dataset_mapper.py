@@ -24,7 +24,8 @@ from detectron2.structures import BitMasks, Instances, PolygonMasks
 from detectron2.utils.logger import log_first_n
 
 from .clip_sampler import ClipSampler
-from .datasets.ytvis import MissingFrameError
+from ..utils import is_crowd
+from .datasets.ytvis import CorruptFrameError, MissingFrameError
 
 __all__ = ["YTVISClipMapper", "YTVISVideoMapper", "LazyVideoFrames", "read_video_frame"]
 
@@ -48,7 +49,8 @@ def read_video_frame(
     except FileNotFoundError as e:
         raise MissingFrameError(file_name, video_id, frame_index) from e
     except OSError as e:  # PIL could not decode it: a truncated or non-image file
-        raise OSError(f"Cannot read {where}: {e}") from e
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise CorruptFrameError(file_name, video_id, frame_index, reason) from e
     if height is not None and width is not None and image.shape[:2] != (height, width):
         raise utils.SizeMismatchError(
             f"Size of {where} is {image.shape[1]}x{image.shape[0]} (WxH), "
@@ -280,7 +282,7 @@ class YTVISClipMapper:
         """One frame's annotations -> Instances(gt_boxes, gt_classes, gt_masks, gt_ids), crowd dropped."""
         # Shallow copies suffice: transform_instance_annotations replaces the values of "bbox" and
         # "segmentation", never edits them, so the dataset dict stays intact.
-        annos = [dict(a) for a in annos if not a.get("iscrowd", 0)]
+        annos = [dict(a) for a in annos if not is_crowd(a)]
         if not self.use_instance_mask:
             for a in annos:
                 a.pop("segmentation", None)

@@ -1,4 +1,4 @@
-"""Spatio-temporal mask IoU between predicted and ground-truth tracks, batched per frame.
+"""Spatio-temporal mask IoU between predicted and ground-truth tracks, batched over (frame, category) cells.
 
 The YouTube-VIS IoU of a prediction track D and a ground-truth track G (Yang et al., "Video Instance
 Segmentation", ICCV 2019, section 5) sums over the frames t of the video::
@@ -8,8 +8,8 @@ Segmentation", ICCV 2019, section 5) sums over the frames t of the video::
 where a null (absent) frame is an empty mask. Since ``|D_t | G_t| = |D_t| + |G_t| - |D_t & G_t|``, the
 total union is ``A_D + A_G - I`` with ``A`` the summed per-frame areas, so only the per-frame
 intersections are needed. The official code merges every pair in every frame in Python; here one
-pycocotools ``iou`` call (C) per frame covers all the pairs of that frame, and the integer
-intersection is recovered exactly from the IoU and the two areas:
+pycocotools ``iou`` call (C) covers the same-cell pairs of many cells (:func:`cell_intersections`), and
+the integer intersection is recovered exactly from the IoU and the two areas:
 ``i = round(iou * (a_d + a_g) / (1 + iou))`` (because ``iou = i / (a_d + a_g - i)``; the float error is
 far below 0.5 for any mask that fits in memory). All sums are integers held in float64, hence exact.
 Track pairs whose IoU provably stays below the lowest matching threshold, judged from areas alone, are
@@ -27,6 +27,9 @@ __all__ = ["MaskOccurrences", "collect_occurrences", "cell_intersections", "trac
 # RLEs per pycocotools area() call: pycocotools <= 2.0.11 builds a uint8 array holding the count, which
 # overflows under numpy 2 for more than 255 masks; small chunks also bound the decoded-counts memory.
 _AREA_CHUNK = 255
+# Mask pairs per pycocotools iou() call when consecutive cells share one (see cell_intersections):
+# pairs across cells only cost a bounding-box and a size comparison each, so a call can hold many.
+_PAIRS_PER_CALL = 2000
 
 
 @dataclass
@@ -80,13 +83,15 @@ def collect_occurrences(
         category: ``(N,)`` int64 category index of each track.
         num_categories: K.
     """
-    present = [[t for t, s in enumerate(segs) if s] for segs in segmentations]
-    counts = np.fromiter(map(len, present), dtype=np.int64, count=len(present))
-    track = np.repeat(np.arange(len(present), dtype=np.int64), counts)
-    t = np.fromiter(itertools.chain.from_iterable(present), dtype=np.int64, count=int(counts.sum()))
+    # C-level passes (chain / map / compress) over the million frames of a large file, no Python loop
+    lengths = np.fromiter(map(len, segmentations), dtype=np.int64, count=len(segmentations))
+    flat = list(itertools.chain.from_iterable(segmentations))
+    pos = np.flatnonzero(np.fromiter(map(bool, flat), dtype=bool, count=len(flat)))
+    track = np.repeat(np.arange(len(segmentations), dtype=np.int64), lengths)[pos]
+    t = pos - (np.cumsum(lengths) - lengths)[track]
     cell = (np.asarray(frame_offset, dtype=np.int64)[track] + t) * num_categories + np.asarray(category)[track]
     order = np.argsort(cell, kind="stable")
-    rles = [segs[t] for segs, ts in zip(segmentations, present) for t in ts]
+    rles = list(itertools.compress(flat, flat))
     return MaskOccurrences(track=track[order], cell=cell[order], areas=_areas(rles)[order], source=order, rles=rles)
 
 
@@ -162,26 +167,72 @@ def cell_intersections(
         if len(d_first) == 0:
             return empty
 
-    # One C call per frame covers the shared cells of all its categories (fewer calls; the few
-    # cross-category pairs are computed and dropped). Masks of the shared cells, frame after frame:
+    # Masks of the shared cells, cell after cell, and every same-cell (prediction, GT) mask pair.
     d_occ, g_occ = dkeep[_blocks(d_first, d_count)], gkeep[_blocks(g_first, g_count)]
-    d_rles = [dt.rles[j] for j in dt.source[d_occ].tolist()]
-    g_rles = [gt.rles[j] for j in gt.source[g_occ].tolist()]
-    _, d_at, d_num = np.unique(dt.cell[d_occ] // num_categories, return_index=True, return_counts=True)
-    _, g_at, g_num = np.unique(gt.cell[g_occ] // num_categories, return_index=True, return_counts=True)
+    d_at, g_at = np.cumsum(d_count) - d_count, np.cumsum(g_count) - g_count
+    pa, pb = _block_pairs(d_at, d_count, g_at, g_count)  # indices into d_occ / g_occ
 
-    not_crowd = np.zeros(int(g_num.max()), dtype=np.uint8)  # plain IoU also for crowd GT (official quirk)
+    # A pycocotools iou() call per cell would cost ~60 us of Python-side overhead each, more than its C
+    # work, so consecutive cells share a call. iou() computes every pair it is given, but compares the
+    # declared sizes first: declaring the masks of the k-th cell of a call as [h, w + k * 2**20] makes
+    # every pair across cells a size mismatch, skipped in C before any run is merged. For a non-empty
+    # mask the declared width is read nowhere else (its bounding box comes from h and the runs), so the
+    # same-cell pairs get their exact IoU.
+    bounds = _merge_blocks(d_count, g_count, _PAIRS_PER_CALL)
+    cell_call = np.repeat(np.arange(len(bounds) - 1), np.diff(bounds))
+    cell_slot = np.arange(len(d_count)) - bounds[cell_call]
+    d_call_at, g_call_at = d_at[bounds[:-1]], g_at[bounds[:-1]]
+    d_call_num = np.add.reduceat(d_count, bounds[:-1])
+    g_call_num = np.add.reduceat(g_count, bounds[:-1])
+    d_rles = _with_slots(dt, d_occ, np.repeat(cell_slot, d_count))
+    g_rles = _with_slots(gt, g_occ, np.repeat(cell_slot, g_count))
+    # position of each pair in its call's (nd, ng) result, read in memory (Fortran) order
+    pair_call = np.repeat(cell_call, d_count * g_count)
+    flat = (pb - g_call_at[pair_call]) * d_call_num[pair_call] + (pa - d_call_at[pair_call])
+    pair_bounds = np.searchsorted(pair_call, np.arange(len(d_call_at) + 1))
+
+    not_crowd = np.zeros(int(g_call_num.max()), dtype=np.uint8)  # plain IoU also for crowd GT (official quirk)
     ious = [
-        mask_util.iou(d_rles[a : a + na], g_rles[b : b + nb], not_crowd[:nb]).ravel(order="C")
-        for a, na, b, nb in zip(d_at.tolist(), d_num.tolist(), g_at.tolist(), g_num.tolist())
-    ]
+        mask_util.iou(d_rles[a : a + na], g_rles[b : b + nb], not_crowd[:nb]).ravel(order="F")[flat[p0:p1]]
+        for a, na, b, nb, p0, p1 in zip(
+            d_call_at.tolist(), d_call_num.tolist(), g_call_at.tolist(), g_call_num.tolist(),
+            pair_bounds[:-1].tolist(), pair_bounds[1:].tolist(),
+        )
+    ]  # fmt: skip
     iou = np.concatenate(ious)
-    pa, pb = _block_pairs(d_at, d_num, g_at, g_num)  # iou() returns (nd, ng): row-major order
-    d_occ, g_occ = d_occ[pa], g_occ[pb]
-    hit = (iou > 0) & (dt.cell[d_occ] == gt.cell[g_occ])
-    iou, d_occ, g_occ = iou[hit], d_occ[hit], g_occ[hit]
+    hit = iou > 0
+    iou, d_occ, g_occ = iou[hit], d_occ[pa[hit]], g_occ[pb[hit]]
     inter = np.rint(iou * (dt.areas[d_occ] + gt.areas[g_occ]) / (1.0 + iou))
     return dt.track[d_occ], gt.track[g_occ], inter
+
+
+def _with_slots(occ: MaskOccurrences, idx: np.ndarray, slot: np.ndarray) -> List[dict]:
+    """The RLEs of masks ``idx``, those of slot k > 0 re-declared as ``[h, w + k * 2**20]`` (same runs).
+
+    Widths are below 2**20, so two masks share a declared size only if they share the slot (and hence the
+    cell, and the video's true size): pycocotools never merges runs of masks of different true sizes.
+    """
+    rles = [occ.rles[j] for j in occ.source[idx].tolist()]
+    return [
+        r if k == 0 else {"size": [r["size"][0], r["size"][1] + (k << 20)], "counts": r["counts"]}
+        for r, k in zip(rles, slot.tolist())
+    ]
+
+
+def _merge_blocks(d_num: np.ndarray, g_num: np.ndarray, max_pairs: int) -> np.ndarray:
+    """Greedy runs of consecutive blocks whose merged pair count (sum d) x (sum g) stays <= ``max_pairs``.
+
+    Returns:
+        ``(G + 1,)`` int64 boundaries: run i is blocks ``[b[i], b[i + 1])`` (a block over budget alone).
+    """
+    bounds, sd, sg = [0], 0, 0
+    for f, (nd, ng) in enumerate(zip(d_num.tolist(), g_num.tolist())):
+        if f > bounds[-1] and (sd + nd) * (sg + ng) > max_pairs:
+            bounds.append(f)
+            sd, sg = 0, 0
+        sd, sg = sd + nd, sg + ng
+    bounds.append(len(d_num))
+    return np.array(bounds, dtype=np.int64)
 
 
 def track_iou(intersection: np.ndarray, area_dt: np.ndarray, area_gt: np.ndarray) -> np.ndarray:

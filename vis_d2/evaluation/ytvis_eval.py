@@ -1,9 +1,9 @@
 """YouTube-VIS evaluation (AP/AR of video instance segmentation), exact and fast; also a CLI.
 
 Computes the same numbers as the official youtubevos/cocoapi ``ytvoseval.py`` (iouType 'segm'), with
-every quirk listed in ``shared/methods/ytvis_format.md`` section 5, but without its Python loops over
-videos x categories x pairs x frames: the per-frame intersections of all pairs in a frame come from one
-pycocotools call (:mod:`.video_iou`), matching is vectorized over groups, thresholds and area ranges
+every quirk listed in docs/evaluation.md, but without its Python loops over
+videos x categories x pairs x frames: the per-frame intersections of all same-cell mask pairs come from
+a few hundred pycocotools calls (:mod:`.video_iou`), matching is vectorized over groups, thresholds and area ranges
 (:mod:`.matching`), accumulation over thresholds (:mod:`.accumulate`). Everything stays float64, and
 the results equal the official ones bit for bit (checked on random and benchmark inputs).
 
@@ -16,6 +16,7 @@ Usage::
 with one line on stderr and exit status 1. This module imports neither torch nor detectron2.
 """
 import argparse
+import gc
 import json
 import os
 import sys
@@ -29,9 +30,18 @@ from .matching import greedy_match
 from .params import AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, METRIC_DESCRIPTIONS, METRIC_KEYS
 from .video_iou import cell_intersections, collect_occurrences, track_iou
 from .ytvis_io import GroundTruth, Predictions, YTVISFormatError, load_json, parse_ground_truth, parse_results
-from ..utils import gc_paused
+from ..utils import atomic_write, gc_paused
 
-__all__ = ["evaluate_ytvis", "evaluate_parsed", "per_category_percent", "format_table", "main"]
+__all__ = [
+    "evaluate_ytvis",
+    "evaluate_parsed",
+    "per_category_percent",
+    "gt_tracks_per_category",
+    "format_table",
+    "format_metrics_table",
+    "format_per_category_table",
+    "main",
+]
 
 
 def _eval_video_ids(gt: GroundTruth, video_ids: Optional[Iterable[int]]) -> np.ndarray:
@@ -244,32 +254,73 @@ def evaluate_ytvis(gt: dict, results: list, video_ids: Optional[Iterable[int]] =
 
 def format_table(metrics: Dict[str, Optional[float]], title: str = "YouTube-VIS evaluation") -> str:
     """A readable table of the 12 metrics (percent; 'n/a' where undefined)."""
-    lines = [title, f"{'metric':<7} {'value':>7}   definition"]
+    return format_metrics_table({"value": metrics}, title)
+
+
+def format_metrics_table(columns: Dict[str, Dict[str, Optional[float]]], title: str) -> str:
+    """The 12 metrics of several evaluations side by side, e.g. ``{"all": m, "hard": h, "clean": c}``.
+
+    One row per metric (percent, 3 decimals, 'n/a' where undefined), one column per evaluation, then the
+    metric's definition.
+    """
+    names = list(columns)
+    width = max([7] + [len(n) for n in names])
+    lines = [title, f"{'metric':<7} " + " ".join(f"{n:>{width}}" for n in names) + "   definition"]
     for k in METRIC_KEYS:
-        v = metrics.get(k)
-        lines.append(f"{k:<7} {('n/a' if v is None else f'{v:.3f}'):>7}   {METRIC_DESCRIPTIONS[k]}")
+        cells = " ".join(f"{_pct(columns[n].get(k)):>{width}}" for n in names)
+        lines.append(f"{k:<7} {cells}   {METRIC_DESCRIPTIONS[k]}")
     return "\n".join(lines)
 
 
-def _format_per_category(per_category: Dict[str, Optional[float]]) -> str:
-    width = max([len(n) for n in per_category] + [8])
-    lines = [f"{'category':<{width}} {'AP':>7}"]
-    lines += [f"{n:<{width}} {('n/a' if v is None else f'{v:.3f}'):>7}" for n, v in per_category.items()]
+def format_per_category_table(
+    per_category: Dict[str, Optional[float]], gt_tracks: Optional[Dict[str, int]] = None, columns: int = 3
+) -> str:
+    """Per-category AP (percent) as a table of ``columns`` (category, AP[, GT tracks]) groups per row.
+
+    Categories keep their id order; 'n/a' marks a category without (non-crowd) ground truth, which the
+    means leave out.
+    """
+    items = list(per_category.items())
+    if not items:
+        return "per-category AP: no categories"
+    name_w = max([len(n) for n, _ in items] + [len("category")])
+    cell = (lambda n, v: f"{n:<{name_w}} {_pct(v):>7}" + (f" {gt_tracks.get(n, 0):>6}" if gt_tracks else ""))
+    head = f"{'category':<{name_w}} {'AP':>7}" + (f" {'tracks':>6}" if gt_tracks else "")
+    rows = [items[i : i + columns] for i in range(0, len(items), columns)]
+    lines = [" | ".join([head] * min(columns, len(items)))]
+    lines += [" | ".join(cell(n, v) for n, v in row) for row in rows]
     return "\n".join(lines)
+
+
+def gt_tracks_per_category(gt: GroundTruth) -> Dict[str, int]:
+    """``{category name: number of non-crowd GT tracks}`` (what a per-category AP rests on)."""
+    names = dict(gt.categories)
+    counts = {name: 0 for name in names.values()}
+    for g in gt.tracks:
+        if not g["iscrowd"] and g["category_id"] in names:
+            counts[names[g["category_id"]]] += 1
+    return counts
+
+
+def _pct(v: Optional[float]) -> str:
+    return "n/a" if v is None else f"{v:.3f}"
 
 
 def _parse_args(argv):
     parser = argparse.ArgumentParser(
         prog="python -m vis_d2.evaluation.ytvis_eval",
-        description="YouTube-VIS AP/AR (equal to youtubevos/cocoapi ytvoseval x 100), fast.",
+        description="YouTube-VIS AP/AR (equal to youtubevos/cocoapi ytvoseval x 100), fast. "
+        "Rules and differences: docs/evaluation.md.",
     )
     parser.add_argument("gt", help="ground-truth annotation json (YouTube-VIS format)")
-    parser.add_argument("results", help="results json: [{video_id, category_id, score, segmentations}]")
+    parser.add_argument(
+        "results", help="results json: [{video_id, category_id, score, segmentations}], or a results.zip holding it"
+    )
     parser.add_argument("--json-out", help="write the 12 metrics (percent, null where undefined) here")
     parser.add_argument(
         "--hard", action="store_true", help="evaluate only the videos tagged \"is_hard\": true in the ground truth"
     )
-    parser.add_argument("--per-category", action="store_true", help="also print AP per category")
+    parser.add_argument("--per-category", action="store_true", help="also print the AP of every category")
     parser.add_argument("--debug", action="store_true", help="show the traceback of unexpected errors")
     return parser.parse_args(argv)
 
@@ -287,7 +338,7 @@ def _run(args) -> None:
     metrics = stats_to_percent(out["stats"])
     if args.json_out:  # before printing: a closed stdout pipe must not lose the result
         try:
-            with open(args.json_out, "w") as f:
+            with atomic_write(args.json_out) as f:
                 json.dump(metrics, f, indent=2)
         except OSError as e:
             raise YTVISFormatError(f"--json-out {args.json_out}: cannot write ({e.strerror or e})") from None
@@ -298,7 +349,8 @@ def _run(args) -> None:
     )
     print(format_table(metrics, title))
     if args.per_category:
-        print(_format_per_category(per_category_percent(gt, out)))
+        print(format_per_category_table(per_category_percent(gt, out), gt_tracks_per_category(gt)))
+    sys.stdout.flush()
 
 
 def main(argv=None) -> int:
@@ -322,5 +374,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def _exit_now(status: int) -> None:
+    """End the process without tearing down the millions of parsed json objects one by one.
+
+    Everything is written and closed by then; freeing a large results file object by object (and the
+    collector's pass over them) would add about half a second to an OVIS-sized evaluation.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    gc.disable()  # the CLI allocates acyclic json data only; no collector pass is needed until exit
+    _exit_now(main())

@@ -2,7 +2,7 @@
 
 This is the **test oracle** of the fast :mod:`vis_d2.evaluation.ytvis_eval` and the **benchmark
 baseline** of ``tools/benchmark_evaluator.py``; do not use it for real evaluations. It follows the rules
-of ``shared/methods/ytvis_format.md`` (sections 3 and 5) one step at a time, with ordinary Python loops
+of docs/evaluation.md one step at a time, with ordinary Python loops
 per video, category, prediction/GT pair and frame, the way the official ``ytvoseval.py`` is organised,
 and it shares nothing with the fast path except input checking (:mod:`.ytvis_io`) and the constant
 parameters (:mod:`.params`). Agreement with the fast path is tested to 1e-12.
@@ -19,6 +19,7 @@ from typing import Iterable, Optional
 
 from pycocotools import mask as mask_util
 
+from ..utils import atomic_write
 from .params import AREA_LABELS, AREA_RANGES, IOU_THRESHOLDS, MAX_DETS, METRIC_KEYS, RECALL_THRESHOLDS
 from .ytvis_io import GroundTruth, Predictions, YTVISFormatError, load_json, parse_ground_truth, parse_results
 
@@ -204,7 +205,7 @@ def main(argv=None) -> int:
     for k in METRIC_KEYS:
         print(f"{k:<6} {'n/a' if metrics[k] is None else format(metrics[k], '.3f')}")
     if args.json_out:
-        with open(args.json_out, "w") as f:
+        with atomic_write(args.json_out) as f:
             json.dump(metrics, f, indent=2)
     return 0
 

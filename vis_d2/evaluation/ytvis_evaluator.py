@@ -22,9 +22,17 @@ from detectron2.evaluation import DatasetEvaluator
 from detectron2.utils import comm
 from detectron2.utils.file_io import PathManager
 
+from ..utils import atomic_write, json_io
+from ..utils.rle import rle_counts_to_str
 from .accumulate import stats_to_percent
 from .params import METRIC_KEYS
-from .ytvis_eval import evaluate_parsed, format_table, per_category_percent
+from .ytvis_eval import (
+    evaluate_parsed,
+    format_metrics_table,
+    format_per_category_table,
+    gt_tracks_per_category,
+    per_category_percent,
+)
 from .ytvis_io import parse_ground_truth, parse_results
 
 __all__ = ["YTVISEvaluator", "tracks_to_results"]
@@ -60,16 +68,10 @@ def tracks_to_results(output: dict, contiguous_to_dataset: dict, max_tracks: int
                 "video_id": video_id,
                 "category_id": contiguous_to_dataset[label],
                 "score": float(track["score"]),
-                "segmentations": [None if s is None else _json_rle(s) for s in segs],
+                "segmentations": [None if s is None else rle_counts_to_str(s) for s in segs],
             }
         )
     return results
-
-
-def _json_rle(rle: dict) -> dict:
-    counts = rle["counts"]  # pycocotools gives bytes; json needs str
-    counts = counts.decode("ascii") if isinstance(counts, bytes) else counts
-    return {"size": [int(x) for x in rle["size"]], "counts": counts}
 
 
 class YTVISEvaluator(DatasetEvaluator):
@@ -156,19 +158,15 @@ class YTVISEvaluator(DatasetEvaluator):
 
     def _write_results(self, results: List[dict]) -> None:
         PathManager.mkdirs(self._output_dir)
-        path = os.path.join(self._output_dir, "results.json")
         data = json.dumps(results)
-        with PathManager.open(path, "w") as f:
-            f.write(data)
-        written = [path]
+        written = [os.path.join(self._output_dir, "results.json")]
+        _write_file(written[0], data)
         if self._zip_results:
             buf = io.BytesIO()
             with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as z:
-                z.writestr("results.json", data)  # at the archive root, as the server expects
-            path = os.path.join(self._output_dir, "results.zip")
-            with PathManager.open(path, "wb") as f:
-                f.write(buf.getvalue())
-            written.append(path)
+                z.writestr("results.json", data)  # the only member, at the archive root, as servers expect
+            written.append(os.path.join(self._output_dir, "results.zip"))
+            _write_file(written[1], buf.getvalue())
         logger.info(f"Wrote {len(results)} predicted tracks to {' and '.join(written)}")
 
     def evaluate(self):
@@ -185,8 +183,8 @@ class YTVISEvaluator(DatasetEvaluator):
             self._write_results(results)
 
         json_file = PathManager.get_local_path(self._metadata.json_file)
-        with PathManager.open(json_file, "r") as f:
-            gt_json = json.load(f)
+        with PathManager.open(json_file, "rb") as f:
+            gt_json = json_io.loads(f.read())
         if not gt_json.get("annotations"):
             where = f"in {self._output_dir}" if self._output_dir else "nowhere (no output_dir given)"
             logger.info(
@@ -201,25 +199,40 @@ class YTVISEvaluator(DatasetEvaluator):
         metrics = stats_to_percent(out["stats"])
         per_category = per_category_percent(gt, out)
         report = dict(metrics, per_category_AP=per_category, speed=self._speed())
-        logger.info(format_table(metrics, f"Evaluation of {len(preds)} predicted tracks on {self._dataset_name}"))
-        logger.info(
-            "Per-category AP:\n"
-            + "\n".join(f"  {n:<24} {'n/a' if v is None else f'{v:.3f}'}" for n, v in per_category.items())
-        )
+        columns = {"all": metrics}
         if gt.hard_video_ids:
             report["hard"] = stats_to_percent(evaluate_parsed(gt, preds, gt.hard_video_ids)["stats"])
-            logger.info(format_table(report["hard"], f"Hard videos only ({len(gt.hard_video_ids)})"))
+            columns[f"hard ({len(gt.hard_video_ids)})"] = report["hard"]
             clean_ids = sorted(set(gt.videos) - set(gt.hard_video_ids))
             if clean_ids:
                 report["clean"] = stats_to_percent(evaluate_parsed(gt, preds, clean_ids)["stats"])
-                logger.info(format_table(report["clean"], f"Clean (not hard) videos only ({len(clean_ids)})"))
+                columns[f"clean ({len(clean_ids)})"] = report["clean"]
+        subsets = ", hard / clean: the videos tagged is_hard / the others" if len(columns) > 1 else ""
+        title = (
+            f"YouTube-VIS evaluation of {len(preds)} predicted tracks on {self._dataset_name} "
+            f"({len(gt.videos)} videos{subsets})"
+        )
+        logger.info(title + ":\n" + format_metrics_table(columns, "").lstrip("\n"))
+        logger.info(
+            "Per-category AP (n/a: no ground truth; tracks: non-crowd GT tracks):\n"
+            + format_per_category_table(per_category, gt_tracks_per_category(gt))
+        )
         if self._output_dir:
             path = os.path.join(self._output_dir, "metrics.json")
-            with PathManager.open(path, "w") as f:
-                json.dump(report, f, indent=2)
+            _write_file(path, json.dumps(report, indent=2))
             logger.info(f"Wrote metrics to {path}")
 
         segm = OrderedDict((k, math.nan if metrics[k] is None else metrics[k]) for k in METRIC_KEYS)
         for name, ap in per_category.items():
             segm[f"AP-{name}"] = math.nan if ap is None else ap
         return OrderedDict(segm=copy.deepcopy(segm))
+
+
+def _write_file(path: str, data) -> None:
+    """Write str or bytes atomically (temp file + rename) on a local path; other URIs via PathManager."""
+    if "://" in path:  # a PathManager handler (no rename across such stores)
+        with PathManager.open(path, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        return
+    with atomic_write(path, "wb" if isinstance(data, bytes) else "w") as f:
+        f.write(data)

@@ -1,30 +1,34 @@
 """Reading and checking YouTube-VIS ground truth and results (the inputs of the evaluation).
 
 Both the fast evaluation (:mod:`ytvis_eval`) and the reference (:mod:`ytvis_eval_reference`) take their
-inputs from here, so every malformed input is reported the same way: a :class:`YTVISFormatError` whose
-message is one line naming the file part, the entry and the video.
+inputs from here, so every malformed input is reported the same way: a :class:`YTVISFormatError` (the
+one class that the dataset loader raises too) whose message is one line naming the file part, the entry
+and the video.
 
-Formats (see ``shared/methods/ytvis_format.md`` sections 1-2 and docs/interfaces.md):
+Formats (docs/evaluation.md, "Inputs"; docs/interfaces.md):
 
 * ground truth: ``{"videos": [...], "categories": [...], "annotations": [...] | null}``, one annotation per
   track with ``segmentations`` / ``areas`` lists of the video's length; a frame's segmentation is null,
   a polygon list, an uncompressed RLE or a compressed RLE;
 * results: a list of ``{"video_id", "category_id", "score", "segmentations"}``, one per predicted track,
-  with compressed RLE (``counts`` a str) or null per frame, at the video's resolution.
+  with compressed RLE (``counts`` a str) or null per frame, at the video's resolution. A ``results.zip``
+  whose only member is ``results.json`` (what the challenge servers took) is read too.
 """
+import io
 import json
 import math
+import zipfile
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
-from pycocotools import mask as mask_util
+
+from ..utils import is_crowd, json_io
+from ..utils.errors import YTVISFormatError
+from ..utils.rle import check_rle, compress_rles, segmentation_to_rle
 
 __all__ = ["YTVISFormatError", "GroundTruth", "Predictions", "load_json", "parse_ground_truth", "parse_results"]
-
-
-class YTVISFormatError(ValueError):
-    """Malformed evaluation input. ``str(err)`` is a single line meant for the user."""
 
 
 @dataclass
@@ -71,15 +75,37 @@ class Predictions:
 
 
 def load_json(path: str, what: str):
-    """Read a json file given on the command line; errors become one-line :class:`YTVISFormatError`."""
+    """Read a json file given on the command line; errors become one-line :class:`YTVISFormatError`.
+
+    ``what`` ("ground truth", "results") starts the message. A zip archive holding exactly one ``.json``
+    member (the challenge servers' ``results.zip``) is read through.
+    """
     # Plain open(): this runs in the CLI, which must not import detectron2 (and its PathManager).
     try:
-        with open(path, "r") as f:
-            return json.load(f)
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as e:
         raise YTVISFormatError(f"{what} {path}: cannot read ({e.strerror or e})") from None
+    if data[:4] == b"PK\x03\x04":
+        data = _single_json_member(data, f"{what} {path}")
+    if not data.strip():
+        raise YTVISFormatError(f"{what} {path}: empty file (expected YouTube-VIS json)")
+    try:
+        return json_io.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise YTVISFormatError(f"{what} {path}: not valid JSON ({e})") from None
+        hint = "; the file ends early: truncated?" if json_io.looks_truncated(e, data) else ""
+        raise YTVISFormatError(f"{what} {path}: not valid JSON ({e}){hint}") from None
+
+
+def _single_json_member(data: bytes, where: str) -> bytes:
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as z:
+            names = [n for n in z.namelist() if not n.endswith("/")]
+            if len(names) != 1 or not names[0].endswith(".json"):
+                raise YTVISFormatError(f"{where}: a zip archive must hold exactly one .json file, it holds {names[:5]}")
+            return z.read(names[0])
+    except zipfile.BadZipFile as e:
+        raise YTVISFormatError(f"{where}: broken zip archive ({e})") from None
 
 
 def _is_int(x) -> bool:
@@ -137,32 +163,42 @@ def _parse_categories(categories) -> List[Tuple[int, str]]:
     return sorted(out.items())
 
 
-def _gt_frame_rle(seg, h: int, w: int, where: str) -> Optional[dict]:
-    """One ground-truth frame -> compressed RLE dict, or None where absent (null or empty, as officially)."""
-    if not seg:
-        return None
-    if isinstance(seg, list):  # polygons, rasterised by pycocotools (cv2 would give other masks)
-        if not all(isinstance(p, list) and p and all(_is_number(x) for x in p) for p in seg):
-            raise YTVISFormatError(f"{where}: polygons must be a list of lists of numbers")
+def _gt_track_rles(segs: list, h: int, w: int, where: str) -> List[Optional[dict]]:
+    """A GT track's frames -> compressed RLE dicts, None where absent (null or empty, as officially).
+
+    Polygons and uncompressed RLE are converted with pycocotools as the official code does; the
+    uncompressed ones of a track (the official train files' form) in one call. A track whose masks are
+    all RLE of the right size is checked with C-level passes (as results are, below).
+    """
+    present = [s for s in segs if s]
+    hw = [h, w]
+    try:
+        if set(map(type, present)) <= {dict} and list(map(_SIZE, present)).count(hw) == len(present):
+            counts = list(map(_COUNTS, present))
+            kinds = set(map(type, counts))
+            if kinds <= {str}:
+                return [s if s else None for s in segs]
+            if kinds == {list} and list(map(sum, counts)).count(h * w) == len(counts):
+                it = iter(compress_rles(present))
+                return [next(it) if s else None for s in segs]
+    except (KeyError, TypeError):
+        pass  # the frame-by-frame path below names the bad frame
+    out: List[Optional[dict]] = [None] * len(segs)
+    pending = []
+    for t, seg in enumerate(segs):
+        if not seg:
+            continue
         try:
-            return mask_util.merge(mask_util.frPyObjects(seg, h, w))
-        except Exception as e:  # pycocotools raises assorted types on malformed polygons
-            raise YTVISFormatError(f"{where}: cannot rasterise polygon ({e})") from None
-    if isinstance(seg, dict):
-        size, counts = seg.get("size"), seg.get("counts")
-        if size is None or counts is None:
-            raise YTVISFormatError(f"{where}: RLE needs 'size' and 'counts'")
-        if list(size) != [h, w]:
-            raise YTVISFormatError(f"{where}: RLE size {list(size)} does not match the video's [{h}, {w}]")
-        if isinstance(counts, list):  # uncompressed RLE
-            try:
-                return mask_util.frPyObjects(seg, h, w)
-            except Exception as e:
-                raise YTVISFormatError(f"{where}: bad uncompressed RLE ({e})") from None
-        if isinstance(counts, (str, bytes)):
-            return seg
-        raise YTVISFormatError(f"{where}: RLE 'counts' must be a list or a string")
-    raise YTVISFormatError(f"{where}: segmentation must be null, polygons or RLE, got {type(seg).__name__}")
+            if isinstance(seg, dict) and isinstance(seg.get("counts"), list):
+                check_rle(seg, h, w)
+                pending.append(t)
+            else:
+                out[t] = segmentation_to_rle(seg, h, w)
+        except ValueError as e:
+            raise YTVISFormatError(f"{where}, frame {t}: {e}") from None
+    for t, rle in zip(pending, compress_rles([segs[t] for t in pending])):
+        out[t] = rle
+    return out
 
 
 def _track_area(areas, where: str) -> float:
@@ -170,7 +206,7 @@ def _track_area(areas, where: str) -> float:
     if not isinstance(areas, list):
         raise YTVISFormatError(f"{where}: missing or non-list 'areas' (the track area comes from it)")
     kept = [a for a in areas if a]
-    if not all(_is_number(a) for a in kept):
+    if not set(map(type, kept)) <= {int, float} and not all(_is_number(a) for a in kept):
         raise YTVISFormatError(f"{where}: 'areas' entries must be numbers or null")
     # np.mean as upstream, so that float areas sum in the same (pairwise) order
     return float(np.array(kept).mean()) if kept else 0.0
@@ -220,42 +256,62 @@ def parse_ground_truth(gt) -> GroundTruth:
                 "id": aid,
                 "video_id": vid,
                 "category_id": cid,
-                "iscrowd": bool(ann.get("iscrowd", 0)),
+                "iscrowd": is_crowd(ann),  # OVIS-style files may leave it out: not crowd
                 "avg_area": _track_area(ann.get("areas"), where),
-                "segmentations": [_gt_frame_rle(s, h, w, f"{where}, frame {t}") for t, s in enumerate(segs)],
+                "segmentations": _gt_track_rles(segs, h, w, where),
             }
         )
     return GroundTruth(videos=videos, categories=categories, tracks=tracks, hard_video_ids=hard)
 
 
-def _check_result_segmentations(segs, h: int, w: int, where: str) -> None:
-    hw, hw_t = [h, w], (h, w)
-    bad = [
-        t
-        for t, s in enumerate(segs)
-        if s is not None
-        and not (
-            type(s) is dict
-            and (s.get("size") == hw or s.get("size") == hw_t)
-            and isinstance(s.get("counts"), (str, bytes))
+_SIZE, _COUNTS = itemgetter("size"), itemgetter("counts")
+_RLE_COUNTS_TYPES = {str, bytes}
+
+
+def _check_result_segmentations(segs: list, h: int, w: int, where: str) -> None:
+    """Every frame null or a compressed RLE of the video's size.
+
+    The common case is checked with C-level passes (``map`` / ``list.count``), one per property, instead of
+    a Python loop over the million frames of an OVIS-sized file; only a failing track takes the slow
+    path that finds and names the first bad frame.
+    """
+    present = list(filter(None, segs))  # the truthy entries
+    if len(present) + segs.count(None) == len(segs):  # no falsy entry other than None ({}, "", 0...)
+        if not present:
+            return
+        try:
+            if (
+                set(map(type, present)) == {dict}
+                and list(map(_SIZE, present)).count([h, w]) == len(present)
+                and set(map(type, map(_COUNTS, present))) <= _RLE_COUNTS_TYPES
+            ):
+                return
+        except KeyError:
+            pass
+    hw = [h, w]
+    hw_t = (h, w)
+    for t, s in enumerate(segs):
+        if s is None:
+            continue
+        counts = s.get("counts") if type(s) is dict else None
+        if isinstance(counts, (str, bytes)):
+            size = s.get("size")
+            if size == hw or size == hw_t:
+                continue
+            if size is not None:
+                raise YTVISFormatError(f"{where}, frame {t}: RLE size {size} does not match the video's [{h}, {w}]")
+        raise YTVISFormatError(
+            f"{where}, frame {t}: segmentation must be null or a compressed RLE "
+            f"{{'size': [{h}, {w}], 'counts': str}}, got {str(s)[:60]}"
         )
-    ]
-    if not bad:
-        return
-    t, s = bad[0], segs[bad[0]]
-    if isinstance(s, dict) and isinstance(s.get("counts"), (str, bytes)) and s.get("size") is not None:
-        raise YTVISFormatError(f"{where}, frame {t}: RLE size {s.get('size')} does not match the video's [{h}, {w}]")
-    raise YTVISFormatError(
-        f"{where}, frame {t}: segmentation must be null or a compressed RLE "
-        f"{{'size': [{h}, {w}], 'counts': str}}, got {str(s)[:60]}"
-    )
 
 
 def parse_results(results, gt: GroundTruth) -> Predictions:
     """Check a results list against the ground truth's videos.
 
-    Every ``video_id`` must be a ground-truth video (an assertion upstream); categories that the ground
-    truth does not list are kept here and ignored by the evaluation, as upstream.
+    Every ``video_id`` must be a ground-truth video (an assertion upstream), and every ``category_id`` a
+    ground-truth category: upstream ignores the others silently, which hides the common bug of writing
+    contiguous ids (0..K-1) instead of the dataset's (docs/evaluation.md, "Where we differ").
 
     Raises:
         YTVISFormatError: on any malformed entry, naming it.
@@ -265,6 +321,7 @@ def parse_results(results, gt: GroundTruth) -> Predictions:
             f"results: expected a list of {{video_id, category_id, score, segmentations}}, got {type(results).__name__}"
         )
     n = len(results)
+    known_categories = set(gt.category_ids)
     video_ids = np.empty(n, dtype=np.int64)
     category_ids = np.empty(n, dtype=np.int64)
     scores = np.empty(n, dtype=np.float64)
@@ -281,6 +338,11 @@ def parse_results(results, gt: GroundTruth) -> Predictions:
             raise YTVISFormatError(f"{where}: video_id {vid} is not a video of the ground truth")
         where = f"results[{i}] (video {vid})"
         cid = _require_int(r, "category_id", where)
+        if cid not in known_categories:
+            raise YTVISFormatError(
+                f"{where}: category_id {cid} is not a category of the ground truth "
+                f"(its ids: {_id_ranges(gt.category_ids)})"
+            )
         score = r["score"]
         if not _is_number(score) or not math.isfinite(score):
             raise YTVISFormatError(f"{where}: 'score' must be a finite number, got {score!r:.40}")
@@ -294,3 +356,17 @@ def parse_results(results, gt: GroundTruth) -> Predictions:
         video_ids[i], category_ids[i], scores[i] = vid, cid, score
         segmentations.append(segs)
     return Predictions(video_ids, category_ids, scores, segmentations)
+
+
+def _id_ranges(ids: List[int]) -> str:
+    """``[1, 2, 3, 7]`` -> ``"1..3, 7"`` (short, for messages)."""
+    parts, ids = [], sorted(ids)
+    i = 0
+    while i < len(ids):
+        j = i
+        while j + 1 < len(ids) and ids[j + 1] == ids[j] + 1:
+            j += 1
+        parts.append(str(ids[i]) if i == j else f"{ids[i]}..{ids[j]}")
+        i = j + 1
+    text = ", ".join(parts) or "none"
+    return text if len(text) <= 60 else text[:57] + "..."

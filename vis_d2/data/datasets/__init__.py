@@ -1,8 +1,8 @@
 """Video datasets in the YouTube-VIS json format; importing this package registers the builtin ones."""
 from .ytvis import (
+    CorruptFrameError,
     MissingFrameError,
     YTVISFormatError,
-    check_frame_file,
     load_ytvis_json,
     register_ytvis_instances,
 )
@@ -10,9 +10,9 @@ from . import builtin as _builtin  # noqa: F401  (registers ytvis_2019_*, ytvis_
 from .builtin import register_all_ytvis
 
 __all__ = [
+    "CorruptFrameError",
     "MissingFrameError",
     "YTVISFormatError",
-    "check_frame_file",
     "load_ytvis_json",
     "register_all_ytvis",
     "register_ytvis_instances",

@@ -21,20 +21,23 @@ __all__ = ["register_all_ytvis"]
 
 
 def _standard_splits(prefix: str, folder: str) -> Dict[str, Tuple[str, str]]:
-    # "val" in the name, "valid" on disk: the official file names, the conventional dataset names.
-    return {
+    """The official splits plus the local ``train_sub`` / ``valid_sub`` split of train.
+
+    "val" in the official names, "valid" on disk: the official file names, the conventional dataset names.
+    ``{prefix}_{train,valid}_sub`` are an offline split of train (tools/split_ytvis.py) that keeps ground
+    truth, so that AP can be computed locally; their frames are the train frames.
+    """
+    splits = {
         f"{prefix}_{split}": (f"{folder}/{on_disk}/JPEGImages", f"{folder}/{on_disk}.json")
         for split, on_disk in (("train", "train"), ("val", "valid"), ("test", "test"))
     }
+    for sub in ("train_sub", "valid_sub"):
+        splits[f"{prefix}_{sub}"] = (f"{folder}/train/JPEGImages", f"{folder}/{sub}.json")
+    return splits
 
 
 # name -> (image_root, json_file), relative to the datasets root
-_PREDEFINED_SPLITS_YTVIS_2019 = {
-    **_standard_splits("ytvis_2019", "ytvis_2019"),
-    # offline split of train (tools/split_ytvis.py) that keeps ground truth, so AP is computed locally
-    "ytvis_2019_train_sub": ("ytvis_2019/train/JPEGImages", "ytvis_2019/train_sub.json"),
-    "ytvis_2019_valid_sub": ("ytvis_2019/train/JPEGImages", "ytvis_2019/valid_sub.json"),
-}
+_PREDEFINED_SPLITS_YTVIS_2019 = _standard_splits("ytvis_2019", "ytvis_2019")
 _PREDEFINED_SPLITS_YTVIS_2021 = _standard_splits("ytvis_2021", "ytvis_2021")
 _PREDEFINED_SPLITS_OVIS = _standard_splits("ovis", "ovis")
 # written by `python -m vis_d2.data.synthetic --out $DETECTRON2_DATASETS/synth_vis`
@@ -66,8 +69,7 @@ def _synth_categories(json_file: str) -> Tuple[List[str], Dict[int, int]]:
 def register_all_ytvis(root: str) -> None:
     """
     Register every builtin video dataset under ``root``:
-    ``ytvis_2019_{train,val,test,train_sub,valid_sub}``, ``ytvis_2021_{train,val,test}``,
-    ``ovis_{train,val,test}`` and ``synth_vis_{train,val}``.
+    ``{ytvis_2019,ytvis_2021,ovis}_{train,val,test,train_sub,valid_sub}`` and ``synth_vis_{train,val}``.
 
     Args:
         root: the datasets folder (``$DETECTRON2_DATASETS``).

@@ -12,42 +12,26 @@ import os
 import time
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-import pycocotools.mask as mask_util
 from detectron2.data import DatasetCatalog, Metadata, MetadataCatalog
 from detectron2.structures import BoxMode
 from detectron2.utils.file_io import PathManager
 
-from vis_d2.utils import gc_paused
+from vis_d2.utils import YTVISFormatError, gc_paused, is_crowd, json_io
+from vis_d2.utils.rle import check_rle, compress_rles, polygons_to_rle, rle_counts_to_str
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
     "load_ytvis_json",
     "register_ytvis_instances",
-    "check_frame_file",
     "YTVISFormatError",
     "MissingFrameError",
+    "CorruptFrameError",
 ]
 
 _VIDEO_KEYS = ("id", "height", "width", "length", "file_names")
 _ANNOTATION_KEYS = ("id", "video_id", "category_id", "segmentations", "bboxes")
 _CATEGORY_FIELDS = ("thing_classes", "thing_dataset_id_to_contiguous_id")
-
-
-class YTVISFormatError(ValueError):
-    """A malformed annotation json; the message names the file and, where known, the video,
-    annotation (track) and frame."""
-
-    def __init__(self, json_file, problem, video_id=None, annotation_id=None, frame_idx=None):
-        where = [f"'{json_file}'"]
-        for label, value in (("video", video_id), ("annotation", annotation_id), ("frame", frame_idx)):
-            if value is not None:
-                where.append(f"{label} {value}")
-        super().__init__(f"Malformed YouTube-VIS json {', '.join(where)}: {problem}")
-        self.json_file = json_file
-        self.video_id = video_id
-        self.annotation_id = annotation_id
-        self.frame_idx = frame_idx
 
 
 class MissingFrameError(FileNotFoundError):
@@ -63,47 +47,48 @@ class MissingFrameError(FileNotFoundError):
         self.frame_idx = frame_idx
 
 
-def check_frame_file(path: str, video_id: int, frame_idx: int) -> str:
-    """
-    Args:
-        path: a frame path from a video dict's ``file_names``.
-        video_id, frame_idx: where the frame belongs, for the error message.
+class CorruptFrameError(OSError):
+    """A frame file exists but cannot be decoded as an image (truncated or not an image at all)."""
 
-    Returns:
-        ``path``, unchanged, if it names an existing file.
-
-    Raises:
-        MissingFrameError: if it does not.
-    """
-    if not PathManager.isfile(path):
-        raise MissingFrameError(path, video_id, frame_idx)
-    return path
+    def __init__(self, path, video_id, frame_idx, reason):
+        super().__init__(
+            f"Frame {frame_idx} of video {video_id} cannot be decoded: '{path}' ({reason}). "
+            "Re-extract or re-download this video's frames."
+        )
+        self.path = path
+        self.video_id = video_id
+        self.frame_idx = frame_idx
 
 
 def _read_json(json_file):
     try:
-        with PathManager.open(json_file, "r") as f:
-            return json.load(f)
+        with PathManager.open(json_file, "rb") as f:
+            data = f.read()
     except FileNotFoundError:
         raise FileNotFoundError(
             f"YouTube-VIS json '{json_file}' not found (the expected layout under $DETECTRON2_DATASETS "
             "is in datasets/README.md)"
         ) from None
-    except json.JSONDecodeError as e:
-        raise YTVISFormatError(json_file, f"not valid json ({e})") from None
+    if not data.strip():
+        raise YTVISFormatError.in_file(json_file, "empty file")
+    try:
+        return json_io.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        hint = "; the file ends early: truncated?" if json_io.looks_truncated(e, data) else ""
+        raise YTVISFormatError.in_file(json_file, f"not valid json ({e}){hint}") from None
 
 
 def _category_mapping(categories, json_file) -> Tuple[List[str], Dict[int, int]]:
     """Class names and dataset id -> contiguous id (0..K-1, in increasing dataset id)."""
     if not isinstance(categories, list):
-        raise YTVISFormatError(json_file, "'categories' must be a list")
+        raise YTVISFormatError.in_file(json_file, "'categories' must be a list")
     for c in categories:
         if not isinstance(c, dict) or "id" not in c or "name" not in c:
-            raise YTVISFormatError(json_file, f"category {c!r} needs an 'id' and a 'name'")
+            raise YTVISFormatError.in_file(json_file, f"category {c!r} needs an 'id' and a 'name'")
     categories = sorted(categories, key=lambda c: c["id"])
     ids = [c["id"] for c in categories]
     if len(set(ids)) != len(ids):
-        raise YTVISFormatError(json_file, f"duplicate category ids in {ids}")
+        raise YTVISFormatError.in_file(json_file, f"duplicate category ids in {ids}")
     return [c["name"] for c in categories], {cid: i for i, cid in enumerate(ids)}
 
 
@@ -111,7 +96,7 @@ def read_json_categories(json_file) -> Tuple[List[str], Dict[int, int]]:
     """``(thing_classes, thing_dataset_id_to_contiguous_id)`` from a json's ``categories``."""
     data = _read_json(json_file)
     if not isinstance(data, dict) or "categories" not in data:
-        raise YTVISFormatError(json_file, "missing key 'categories'")
+        raise YTVISFormatError.in_file(json_file, "missing key 'categories'")
     return _category_mapping(data["categories"], json_file)
 
 
@@ -144,15 +129,15 @@ def _reconcile_metadata(dataset_name, classes, id_map, json_file):
 
 def _video_record(video, image_root, has_annotations, extra_video_keys, json_file):
     if not isinstance(video, dict):
-        raise YTVISFormatError(json_file, f"a video must be an object, not {type(video).__name__}")
+        raise YTVISFormatError.in_file(json_file, f"a video must be an object, not {type(video).__name__}")
     for key in _VIDEO_KEYS:
         if key not in video:
-            raise YTVISFormatError(json_file, f"missing key '{key}'", video_id=video.get("id"))
+            raise YTVISFormatError.in_file(json_file, f"missing key '{key}'", video_id=video.get("id"))
     vid, length, file_names = video["id"], video["length"], video["file_names"]
     if not isinstance(file_names, list) or len(file_names) != length:
         n = len(file_names) if isinstance(file_names, list) else type(file_names).__name__
         problem = f"'file_names' has {n} entries but 'length' is {length}"
-        raise YTVISFormatError(json_file, problem, video_id=vid)
+        raise YTVISFormatError.in_file(json_file, problem, video_id=vid)
     record = {
         "video_id": vid,
         "file_names": [os.path.join(image_root, f) for f in file_names],
@@ -186,7 +171,7 @@ class _TrackConverter:
         self._where = (None, None)  # (video id, annotation id) of the track being converted
 
     def _error(self, problem, frame_idx=None):
-        return YTVISFormatError(self.json_file, problem, *self._where, frame_idx)
+        return YTVISFormatError.in_file(self.json_file, problem, *self._where, frame_idx)
 
     def add_track(self, anno):
         """Append the track's instance to its video's ``annotations`` in each frame where it is present."""
@@ -217,7 +202,7 @@ class _TrackConverter:
             "id": anno["id"],
             "category_id": self.id_map[anno["category_id"]],
             "bbox_mode": BoxMode.XYWH_ABS,
-            "iscrowd": int(anno.get("iscrowd") or 0),
+            "iscrowd": int(is_crowd(anno)),  # OVIS-style files may leave it out: not crowd
         }
         segms, boxes, areas = anno["segmentations"], anno["bboxes"], anno.get("areas")
         frames = record["annotations"]
@@ -246,26 +231,14 @@ class _TrackConverter:
             self.num_instances += 1
 
     def _set_rle(self, obj, segm, h, w, t):
-        size, counts = segm.get("size"), segm.get("counts")
-        if size is None or counts is None:
-            raise self._error("RLE needs 'size' and 'counts'", t)
-        if not isinstance(size, (list, tuple)) or len(size) != 2 or size[0] != h or size[1] != w:
-            raise self._error(f"RLE size {size} differs from the video's [height, width] {[h, w]}", t)
-        if isinstance(counts, str):
-            obj["segmentation"] = {"size": [h, w], "counts": counts}
-        elif isinstance(counts, bytes):
-            obj["segmentation"] = {"size": [h, w], "counts": counts.decode("ascii")}
-        elif isinstance(counts, list):
-            # Runs must cover the image exactly: longer ones would make pycocotools decode past its buffer.
-            try:
-                total = sum(counts)
-            except TypeError:
-                raise self._error("uncompressed RLE counts must be integers", t) from None
-            if total != h * w:
-                raise self._error(f"uncompressed RLE counts sum to {total}, not height*width {h * w}", t)
+        try:
+            check_rle(segm, h, w)
+        except ValueError as e:
+            raise self._error(str(e), t) from None
+        if isinstance(segm["counts"], list):
             self.pending.append((obj, segm))
         else:
-            raise self._error(f"RLE counts must be a str or a list of ints, not {type(counts).__name__}", t)
+            obj["segmentation"] = rle_counts_to_str({"size": [h, w], "counts": segm["counts"]})
 
     def _set_polygons(self, obj, segm, h, w, t):
         if not all(isinstance(p, list) for p in segm):
@@ -275,17 +248,19 @@ class _TrackConverter:
         if not polygons:
             self.num_no_polygon += 1
             return False
-        rle = mask_util.merge(mask_util.frPyObjects(polygons, h, w))
-        obj["segmentation"] = {"size": [h, w], "counts": rle["counts"].decode("ascii")}
+        try:
+            obj["segmentation"] = polygons_to_rle(polygons, h, w)
+        except ValueError as e:
+            raise self._error(str(e), t) from None
         return True
 
     def finish(self):
         """Compress the collected uncompressed RLEs; call once after the last :meth:`add_track`."""
         if self.pending:
-            # Each uncompressed RLE carries its own size (h, w are unused), so one call serves all videos.
-            rles = mask_util.frPyObjects([segm for _, segm in self.pending], 0, 0)
+            # Each uncompressed RLE carries its own size, so one call serves all videos.
+            rles = compress_rles([segm for _, segm in self.pending])
             for (obj, _), rle in zip(self.pending, rles):
-                obj["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+                obj["segmentation"] = rle
             self.pending = []
         if self.num_no_polygon:
             logger.warning(f"Skipped {self.num_no_polygon} frame annotations with no valid polygon.")
@@ -333,10 +308,10 @@ def load_ytvis_json(
 def _load(json_file, image_root, dataset_name, extra_video_keys):
     data = _read_json(json_file)
     if not isinstance(data, dict) or not isinstance(data.get("videos"), list):
-        raise YTVISFormatError(json_file, "expected an object with a 'videos' list")
+        raise YTVISFormatError.in_file(json_file, "expected an object with a 'videos' list")
     annotations = data.get("annotations") or []  # null, [] or absent for val/test
     if not isinstance(annotations, list):
-        raise YTVISFormatError(json_file, "'annotations' must be a list or null")
+        raise YTVISFormatError.in_file(json_file, "'annotations' must be a list or null")
     has_annotations = len(annotations) > 0
 
     if "categories" in data:
@@ -344,7 +319,7 @@ def _load(json_file, image_root, dataset_name, extra_video_keys):
         if dataset_name is not None:
             _reconcile_metadata(dataset_name, classes, id_map, json_file)
     elif has_annotations:
-        raise YTVISFormatError(json_file, "missing key 'categories'")
+        raise YTVISFormatError.in_file(json_file, "missing key 'categories'")
     else:
         id_map = {}
 
@@ -355,7 +330,7 @@ def _load(json_file, image_root, dataset_name, extra_video_keys):
     for video in data["videos"]:
         record = _video_record(video, image_root, has_annotations, extra_video_keys, json_file)
         if record["video_id"] in by_id:
-            raise YTVISFormatError(json_file, "duplicate video id", video_id=record["video_id"])
+            raise YTVISFormatError.in_file(json_file, "duplicate video id", video_id=record["video_id"])
         by_id[record["video_id"]] = record
         records.append(record)
 
