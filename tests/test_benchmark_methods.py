@@ -54,21 +54,21 @@ def test_smoke_run_writes_results_and_table_then_skips_finished_runs(synth_root,
 
     # A second call with one more, inference-only variant: the finished run is skipped and the variant
     # is evaluated on the same weights, without a new training.
-    log = run_tool(synth_root, out, "masktrack_rcnn,masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0")
-    assert "training" not in log and "evaluating masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0 seed 0" in log
+    log = run_tool(synth_root, out, "masktrack_rcnn,masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0.0")
+    assert "training" not in log and "evaluating masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0.0 seed 0" in log
     assert "evaluating masktrack_rcnn seed 0" not in log
     with open(os.path.join(out, "results.json")) as f:
         runs = json.load(f)["runs"]
-    assert [r["method"] for r in runs] == ["masktrack_rcnn", "masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0"]
+    assert [r["method"] for r in runs] == ["masktrack_rcnn", "masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0.0"]
     assert runs[0]["train_dir"] == runs[1]["train_dir"]
     assert len(os.listdir(os.path.join(out, "runs"))) == 1
 
 
 def test_overrides_split_into_training_and_inference_only_keys():
-    spec = benchmark_methods.MethodSpec("masktrack_rcnn@SOLVER.MAX_ITER=100@MODEL.TRACKER.EMBED_WEIGHT=0")
+    spec = benchmark_methods.MethodSpec("masktrack_rcnn@SOLVER.MAX_ITER=100@MODEL.TRACKER.EMBED_WEIGHT=0.0")
     assert spec.method == "masktrack_rcnn"
     assert spec.train_opts == ["SOLVER.MAX_ITER", "100"]
-    assert spec.eval_opts == ["MODEL.TRACKER.EMBED_WEIGHT", "0"]
+    assert spec.eval_opts == ["MODEL.TRACKER.EMBED_WEIGHT", "0.0"]
     with pytest.raises(ValueError, match="KEY=VALUE"):
         benchmark_methods.MethodSpec("masktrack_rcnn@SOLVER.MAX_ITER")
 
@@ -92,3 +92,14 @@ def test_unknown_method_names_the_known_ones(tmp_path):
         cwd=REPO, capture_output=True, text=True,
     )
     assert proc.returncode == 2 and "no config for method 'nosuch'" in proc.stderr and "masktrack_rcnn" in proc.stderr
+
+
+def test_a_bad_override_fails_before_any_training(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, TOOL, "--methods", "masktrack_rcnn,masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0",
+         "--iters", "1", "--out", str(tmp_path)],
+        cwd=REPO, capture_output=True, text=True,
+    )
+    assert proc.returncode == 2
+    assert "MODEL.TRACKER.EMBED_WEIGHT" in proc.stderr and "write 0.0" in proc.stderr
+    assert not os.path.exists(os.path.join(tmp_path, "runs"))

@@ -13,7 +13,7 @@ with ``train_net.py --eval-only`` and writes
 - ``DIR/table.md``: mean ± std over the seeds per method, and each method's difference to the first one,
   paired by seed (mean ± std of the per-seed differences).
 
-A method entry may carry config overrides after ``@``: ``masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0`` is
+A method entry may carry config overrides after ``@``: ``masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0.0`` is
 MaskTrack R-CNN whose tracker ignores appearance, ``masktrack_rcnn@SOLVER.MAX_ITER=100`` the same detector
 trained for 100 iterations. Overrides of inference-only keys (``MODEL.TRACKER.*``, ``TEST.*``) reuse the
 trained weights of the entry without them, so such variants cost one evaluation, not one training.
@@ -95,6 +95,14 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             p.error(f"no config for method {spec.method!r} ({spec.config_file}); methods: {', '.join(known)}")
     if args.iters < 1:
         p.error("--iters must be >= 1")
+    # Every entry's config is built once here, so a typo or a wrong value type fails before hours of training.
+    from vis_d2.engine.defaults import ConfigError, build_config
+
+    for spec in args.specs:
+        try:
+            build_config(spec.config_file, list(args.opts) + spec.train_opts + spec.eval_opts)
+        except ConfigError as e:
+            p.error(f"method entry {spec.label!r}: {e}")
     return args
 
 
