@@ -16,23 +16,14 @@ import sys
 
 import numpy as np
 from PIL import Image, ImageDraw
-from pycocotools import mask as mask_util
+
+from vis_d2.utils.rle import segmentation_to_mask
 
 
 def track_color(index):
     """A bright color per track index; golden-ratio hue steps keep neighbouring ids far apart."""
     r, g, b = colorsys.hsv_to_rgb((index * 0.618034) % 1.0, 0.85, 1.0)
     return np.array([r * 255, g * 255, b * 255])
-
-
-def decode(segm, height, width):
-    if segm is None:
-        return None
-    if isinstance(segm, list):  # polygons
-        segm = mask_util.merge(mask_util.frPyObjects(segm, height, width))
-    elif isinstance(segm["counts"], list):  # uncompressed RLE
-        segm = mask_util.frPyObjects(segm, height, width)
-    return mask_util.decode(segm).astype(bool)
 
 
 def tracks_for_video(video, results, gt_annotations, score_thresh, max_tracks):
@@ -55,7 +46,7 @@ def render(video, image_root, tracks, categories, alpha=0.5):
         image = np.asarray(Image.open(os.path.join(image_root, name)).convert("RGB"), dtype=np.float32)
         labels = []
         for k, (category_id, score, segms) in enumerate(tracks):
-            mask = decode(segms[t], height, width) if t < len(segms) else None
+            mask = segmentation_to_mask(segms[t], height, width) if t < len(segms) else None
             if mask is None or not mask.any():
                 continue
             image[mask] = (1 - alpha) * image[mask] + alpha * track_color(k)

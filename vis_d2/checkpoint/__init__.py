@@ -9,7 +9,6 @@ from .io import (
     CheckpointReadError,
     UnsafeCheckpointError,
     atomic_torch_save,
-    atomic_write,
     atomic_write_text,
     load_checkpoint_file,
 )
@@ -18,7 +17,6 @@ __all__ = [
     "CheckpointReadError",
     "UnsafeCheckpointError",
     "atomic_torch_save",
-    "atomic_write",
     "atomic_write_text",
     "load_checkpoint_file",
 ]

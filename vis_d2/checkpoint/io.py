@@ -11,19 +11,19 @@ Writing: :func:`atomic_torch_save` writes to a hidden temporary file in the targ
 disk and renames it over the target (``os.replace`` is atomic on POSIX and Windows): a reader sees the old
 file or the new one, never half of one.
 """
-import contextlib
 import os
 import pickle
 import zipfile
-from typing import Any, Callable, Dict, IO
+from typing import Any, Dict
 
 import torch
+
+from ..utils.atomic import atomic_write
 
 __all__ = [
     "UnsafeCheckpointError",
     "CheckpointReadError",
     "load_checkpoint_file",
-    "atomic_write",
     "atomic_torch_save",
     "atomic_write_text",
 ]
@@ -125,39 +125,15 @@ def load_checkpoint_file(path: str, *, allow_pickle: bool = False) -> Any:
         raise CheckpointReadError(f"Checkpoint {path} is truncated or not a checkpoint: {str(e)[:200]}") from e
 
 
-def atomic_write(path: str, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(f)`` on a temporary file, then rename it over ``path``.
-
-    The temporary file is ``.<name>.tmp`` in the same folder (a rename is only atomic within one file
-    system); it is removed if ``write`` raises. After a hard kill it may stay behind, hidden and ignored
-    (never a ``.pth``), and the next write of the same file replaces it.
-    """
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename itself durable (POSIX; a no-op elsewhere)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-
 def atomic_torch_save(obj: Dict[str, Any], path: str) -> None:
-    """``torch.save(obj, path)``, atomically (see :func:`atomic_write`)."""
-    atomic_write(path, lambda f: torch.save(obj, f))
+    """``torch.save(obj, path)``, atomically (see :func:`vis_d2.utils.atomic_write`): a kill mid-save
+    leaves the previous checkpoint, never a truncated one."""
+    with atomic_write(path, "wb") as f:
+        torch.save(obj, f)
 
 
 def atomic_write_text(path: str, text: str) -> None:
     """Write a small text file atomically (e.g. ``last_checkpoint``)."""
-    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+    with atomic_write(path, "w") as f:
+        f.write(text)
 

@@ -15,16 +15,11 @@ import numpy as np
 import pycocotools.mask as mask_util
 import torch
 
+from ..utils.rle import rle_counts_to_str
+
 __all__ = ["VideoTrackAccumulator", "encode_mask_rle", "encode_masks_rle"]
 
 logger = logging.getLogger(__name__)
-
-
-def _rle_counts_to_str(rle: Dict) -> Dict:
-    # pycocotools returns bytes counts; json (and our interfaces) want str.
-    if isinstance(rle["counts"], bytes):
-        rle = dict(rle, counts=rle["counts"].decode("ascii"))
-    return rle
 
 
 def encode_masks_rle(masks: Union[np.ndarray, torch.Tensor]) -> List[Dict]:
@@ -44,7 +39,7 @@ def encode_masks_rle(masks: Union[np.ndarray, torch.Tensor]) -> List[Dict]:
         return []
     # pycocotools wants a Fortran-ordered (H, W, N) uint8 array.
     stacked = np.asfortranarray(masks.astype(np.uint8, copy=False).transpose(1, 2, 0))
-    return [_rle_counts_to_str(r) for r in mask_util.encode(stacked)]
+    return [rle_counts_to_str(r) for r in mask_util.encode(stacked)]
 
 
 def encode_mask_rle(mask: Union[np.ndarray, torch.Tensor]) -> Dict:
@@ -126,7 +121,7 @@ class VideoTrackAccumulator:
             track = self._tracks.setdefault(track_id, {"frames": {}, "scores": [], "labels": []})
             if frame_idx in track["frames"]:
                 raise ValueError(f"Track {track_id} output twice in frame {frame_idx}")
-            track["frames"][frame_idx] = _rle_counts_to_str(rle)
+            track["frames"][frame_idx] = rle_counts_to_str(rle)
             track["scores"].append(float(score))
             track["labels"].append(int(label))
 
