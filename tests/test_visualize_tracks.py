@@ -18,7 +18,7 @@ def test_ground_truth_overlay_has_every_frame_and_tints_the_objects(tmp_path):
          "--seed", "3", "--height", "64", "--width", "96", "--frames", "5", "--workers", "1"],
         check=True, cwd=REPO, capture_output=True,
     )
-    gt_json, image_root = str(data / "valid.json"), str(data / "valid")
+    gt_json, image_root = str(data / "valid.json"), str(data / "valid" / "JPEGImages")
     out = tmp_path / "gt.gif"
     proc = subprocess.run(
         [sys.executable, TOOL, "--gt-json", gt_json, "--image-root", image_root, "--out", str(out)],
