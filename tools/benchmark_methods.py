@@ -95,14 +95,6 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
             p.error(f"no config for method {spec.method!r} ({spec.config_file}); methods: {', '.join(known)}")
     if args.iters < 1:
         p.error("--iters must be >= 1")
-    # Every entry's config is built once here, so a typo or a wrong value type fails before hours of training.
-    from vis_d2.engine.defaults import ConfigError, build_config
-
-    for spec in args.specs:
-        try:
-            build_config(spec.config_file, list(args.opts) + spec.train_opts + spec.eval_opts)
-        except ConfigError as e:
-            p.error(f"method entry {spec.label!r}: {e}")
     return args
 
 
@@ -313,9 +305,19 @@ def write_table(summary: Dict[str, Dict], labels: List[str], header: str) -> str
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parse_args(argv)
+    runs = [Run(spec, seed, args) for seed in args.seed_list for spec in args.specs]
+    # Each entry's config is built once, with the overrides its runs will get, before anything is written:
+    # a typo or a wrong value type fails now, not after hours of training.
+    from vis_d2.engine.defaults import ConfigError, build_config
+
+    for run in (r for r in runs if r.seed == args.seed_list[0]):  # one run per entry
+        try:
+            build_config(run.spec.config_file, run.train_opts + run.eval_opts)
+        except ConfigError as e:
+            print(f"error: method entry {run.spec.label!r}: {e}", file=sys.stderr)
+            return 2
     os.makedirs(args.out, exist_ok=True)
     data_root = ensure_benchmark()
-    runs = [Run(spec, seed, args) for seed in args.seed_list for spec in args.specs]
     progress = Progress(runs, args.iters)
     done = sum(r.evaluated for r in runs)
     progress.say(f"{len(runs)} runs ({len(args.specs)} methods x {len(args.seed_list)} seeds), {done} already finished")
