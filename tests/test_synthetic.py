@@ -244,7 +244,11 @@ def _sharpness(frame):
 
 @pytest.mark.parametrize("kind,amount", [("blur", 9.0), ("noise", 60.0), ("low_contrast", 0.15)])
 def test_degradation_changes_only_its_frame_and_not_the_masks(kind, amount):
-    plan = replace(plan_for(3, "train", 2, (5, 5), H, W), degradations={})
+    from vis_d2.data.synthetic_scene import SceneStyle
+
+    # sharp, busy frames (full-contrast textures, many distractors), so that blur has edges to soften
+    sharp = SceneStyle(texture_contrast=1.0, distractor_scale=1.0)
+    plan = replace(plan_for(3, "train", 2, (5, 5), H, W), degradations={}, style=sharp)
     clean = render_video(plan)
     bad = render_video(replace(plan, degradations={2: Degradation(kind, amount, angle=0.3)}))
     for t in (0, 1, 3, 4):
