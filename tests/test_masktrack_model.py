@@ -123,14 +123,15 @@ def test_official_settings_are_in_the_ytvis_2019_config():
 
 # ------------------------------------------------------------------------------------ registry
 def test_registry_builds_masktrack_rcnn_with_track_roi_heads_and_small_gn_backbone_from_config():
-    model = build_model(_load(TINY))
+    cfg = _load(TINY)
+    model = build_model(cfg)
     assert isinstance(model, MaskTrackRCNN) and isinstance(model, OnlineVideoRCNN)
     assert isinstance(model.roi_heads, TrackROIHeads)
     assert isinstance(model.roi_heads.track_head, EmbeddingTrackHead)
     assert isinstance(model.backbone, FPN)
     assert any(isinstance(m, torch.nn.GroupNorm) for m in model.backbone.bottom_up.modules())
-    # 7x7 box RoI features of FPN 128 feed the track head
-    assert model.roi_heads.track_head.fcs[0].in_features == 128 * 7 * 7
+    # the 7x7 box RoI features of the FPN levels feed the track head
+    assert model.roi_heads.track_head.fcs[0].in_features == cfg.MODEL.FPN.OUT_CHANNELS * 7 * 7
 
 
 def test_masktrack_rcnn_refuses_roi_heads_without_a_track_branch():

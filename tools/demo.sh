@@ -10,7 +10,14 @@ ITERS="${DEMO_ITERS:-}"
 SYNTH="$DETECTRON2_DATASETS/synth_vis"
 start=$(date +%s)
 
-if [ ! -f "$SYNTH/valid.json" ]; then
+# Data written by an older release (other calibration defaults) would silently change the figures: regenerate it.
+stale=0
+if [ -f "$SYNTH/valid.json" ]; then
+  $PY -c "import dataclasses, json, sys; from vis_d2.data.synthetic_scene import SceneStyle
+sys.exit(json.load(open(sys.argv[1]))['info'].get('style') != dataclasses.asdict(SceneStyle()))" "$SYNTH/train.json" || stale=1
+  [ "$stale" = 1 ] && echo "[demo] $SYNTH was generated with other calibration settings than today's defaults: regenerating it"
+fi
+if [ ! -f "$SYNTH/valid.json" ] || [ "$stale" = 1 ]; then
   echo "[demo] generating the synthetic benchmark in $SYNTH"
   $PY -m vis_d2.data.synthetic --out "$SYNTH" --videos 80 --seed 0
 fi
