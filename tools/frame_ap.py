@@ -17,9 +17,9 @@ import logging
 import sys
 from typing import Dict, List
 
-import numpy as np
 import torch
 from detectron2.data import DatasetCatalog, MetadataCatalog
+from detectron2.structures import BoxMode
 from pycocotools import mask as mask_util
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
@@ -31,38 +31,31 @@ from vis_d2.modeling.frame_masks import encode_frame_masks
 from vis_d2.modeling.meta_arch.online_video_model import rescale_boxes
 from vis_d2.utils import atomic_write
 
-logger = logging.getLogger("vis_d2.frame_ap")
-
-
 @torch.no_grad()
 def video_frame_detections(model, video: dict) -> List[List[dict]]:
     """Each frame's detections before tracking: ``[{"category_id", "score", "bbox", "segmentation"}]``.
 
-    The frame loop mirrors ``OnlineVideoModel.inference_video``, so that methods with a temporal context
-    see the same cache as in inference; the tracker is not run.
+    The frames go through the model's own online loop (``OnlineVideoModel.detect_video_frames``), so that
+    methods with a temporal context see the same cache as in inference; the tracker is not run.
     """
-    height, width = int(video["height"]), int(video["width"])
-    model.begin_video(video)
+    orig_size = (int(video["height"]), int(video["width"]))
     per_frame = []
-    for frame in video["image"]:
-        images = model.preprocess_image([frame])
-        backbone_features = model.backbone(images.tensor)
-        features = model.temporal_features(backbone_features, model.frame_cache.entries())
-        detections = model.detect_frame(images, features)
-        if model.frame_cache.maxlen > 0:
-            model.frame_cache.append(model.context_entry(backbone_features, detections))
-        orig_boxes = None
-        if detections.has("pred_boxes"):
-            orig_boxes = rescale_boxes(detections.pred_boxes, images.image_sizes[0], (height, width)).tensor
+    for images, features, detections in model.detect_video_frames(video):
         dets = []
         if len(detections):
+            orig_boxes = None
+            if detections.has("pred_boxes"):
+                orig_boxes = rescale_boxes(detections.pred_boxes, images.image_sizes[0], orig_size).tensor
             if not detections.has("pred_masks"):
                 detections = model.predict_masks(features, detections)
             rles = encode_frame_masks(
                 detections.pred_masks, orig_boxes, tuple(images.tensor.shape[-2:]), images.image_sizes[0],
-                (height, width), threshold=model.mask_threshold,
+                orig_size, threshold=model.mask_threshold,
             )  # fmt: skip
-            boxes = mask_util.toBbox(rles) if orig_boxes is None else _xyxy_to_xywh(orig_boxes.cpu().numpy())
+            if orig_boxes is None:
+                boxes = mask_util.toBbox(rles).tolist()
+            else:
+                boxes = BoxMode.convert(orig_boxes, BoxMode.XYXY_ABS, BoxMode.XYWH_ABS).tolist()
             for k, rle in enumerate(rles):
                 dets.append(
                     {
@@ -74,12 +67,6 @@ def video_frame_detections(model, video: dict) -> List[List[dict]]:
                 )
         per_frame.append(dets)
     return per_frame
-
-
-def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    out = boxes.copy()
-    out[:, 2:] -= out[:, :2]
-    return out
 
 
 def coco_frame_ap(records: List[dict], detections: Dict[int, List[List[dict]]], num_classes: int) -> Dict:

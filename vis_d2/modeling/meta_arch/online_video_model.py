@@ -27,7 +27,7 @@ cached). Three families build on this class:
   (STMask);
 - :class:`OnlineSlotVideoModel`: a fixed set of slots (queries) whose index is the identity (HITF).
 """
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import torch
 from detectron2.config import configurable
@@ -216,24 +216,33 @@ class OnlineVideoModel(nn.Module):
         assert not self.training
         return [self.inference_video(video) for video in batched_inputs]
 
-    @torch.no_grad()
-    def inference_video(self, video: dict) -> dict:
-        """Online inference on one test video (docs/interfaces.md §3 in, §4 out)."""
-        frames = video["image"]
-        length = len(frames)
-        height, width = int(video["height"]), int(video["width"])
-        accumulator = VideoTrackAccumulator(length, height, width)
+    def detect_video_frames(self, video: dict) -> Iterator[Tuple[ImageList, FeatureDict, Instances]]:
+        """The online detection loop, before tracking: :meth:`begin_video`, then for each frame in order
+        its ``(images, features, detections)`` (features after :meth:`temporal_features`, detections from
+        :meth:`detect_frame`), the frame cache updated as inference needs it. Nothing of a frame is kept
+        once the next one is requested. Call under ``torch.no_grad()``."""
         self.begin_video(video)
-        for t in range(length):
+        frames = video["image"]  # a lazy sequence: indexed, one frame at a time
+        for t in range(len(frames)):
             images = self.preprocess_image([frames[t]])
             backbone_features = self.backbone(images.tensor)
             features = self.temporal_features(backbone_features, self.frame_cache.entries())
             detections = self.detect_frame(images, features)
             if self.frame_cache.maxlen > 0:
                 self.frame_cache.append(self.context_entry(backbone_features, detections))
+            yield images, features, detections
+            del images, backbone_features, features, detections
+
+    @torch.no_grad()
+    def inference_video(self, video: dict) -> dict:
+        """Online inference on one test video (docs/interfaces.md §3 in, §4 out)."""
+        length = len(video["image"])
+        height, width = int(video["height"]), int(video["width"])
+        accumulator = VideoTrackAccumulator(length, height, width)
+        for t, (images, features, detections) in enumerate(self.detect_video_frames(video)):
             ids, kept, rles = self._track_and_segment(t, images, features, detections, (height, width))
             accumulator.add_frame(t, ids, kept.scores, kept.pred_classes, rles)
-            del images, backbone_features, features, detections
+            del images, features, detections
         return {
             "video_id": video["video_id"],
             "height": height,
