@@ -18,7 +18,7 @@ CONFIG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))
         (["MODEL.TRACKER.EMBED_WIEGHT", "0.0"], "did you mean MODEL.TRACKER.EMBED_WEIGHT?"),
         (["MODEL.BASE_LR", "0.1"], "did you mean SOLVER.BASE_LR?"),  # right leaf, wrong group
         (["SOLVER.BASE_LR", "1"], "Config key SOLVER.BASE_LR in the command-line overrides takes a float "
-                                  "(default 0.02), but got 1 (an int) (write 1.0)"),
+                                  "(default 0.001), but got 1 (an int) (write 1.0)"),
         (["SOLVER.MAX_ITER", "many"], "takes an int (default 500), but got many (a str)"),
         (["SOLVER.MAX_ITER"], "Config overrides come in KEY VALUE pairs, got 1 words"),
     ],
