@@ -8,22 +8,22 @@ OUT="${DEMO_OUT:-output/demo}"
 CFG=configs/synth_vis/masktrack_rcnn_tiny.yaml
 ITERS="${DEMO_ITERS:-}"
 SYNTH="$DETECTRON2_DATASETS/synth_vis"
-VAL_VIDEOS=80  # the generator's default for 80 train videos
 start=$(date +%s)
 
 # Data written by an older release (other calibration defaults, a smaller valid split) would silently change the
 # figures: regenerate it.
 stale=0
 if [ -f "$SYNTH/valid.json" ]; then
+  # today's default valid split is as large as the train split
   $PY -c "import dataclasses, json, sys; from vis_d2.data.synthetic_scene import SceneStyle
 train, valid = (json.load(open(f)) for f in sys.argv[1:3])
-sys.exit(train['info'].get('style') != dataclasses.asdict(SceneStyle()) or len(valid['videos']) != int(sys.argv[3]))" \
-    "$SYNTH/train.json" "$SYNTH/valid.json" "$VAL_VIDEOS" || stale=1
+sys.exit(train['info'].get('style') != dataclasses.asdict(SceneStyle()) or len(valid['videos']) != len(train['videos']))" \
+    "$SYNTH/train.json" "$SYNTH/valid.json" || stale=1
   [ "$stale" = 1 ] && echo "[demo] $SYNTH was generated with other settings than today's defaults: regenerating it"
 fi
 if [ ! -f "$SYNTH/valid.json" ] || [ "$stale" = 1 ]; then
   echo "[demo] generating the synthetic benchmark in $SYNTH"
-  $PY -m vis_d2.data.synthetic --out "$SYNTH" --videos 80 --val-videos "$VAL_VIDEOS" --seed 0
+  $PY -m vis_d2.data.synthetic --out "$SYNTH" --videos 80 --seed 0
 fi
 
 iter_opts=()
