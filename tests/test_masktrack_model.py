@@ -14,6 +14,7 @@ from detectron2.utils.events import EventStorage
 from vis_d2.config import add_vis_config
 from vis_d2.modeling import EmbeddingTrackHead, OnlineVideoRCNN, TrackROIHeads
 from vis_d2.modeling.meta_arch import clip_frame_slots
+from vis_d2.projects import add_project_configs
 from vis_d2.projects.masktrack_rcnn import MaskTrackRCNN, add_masktrack_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -26,6 +27,7 @@ def _load(path, opts=()):
     cfg = get_cfg()
     add_vis_config(cfg)
     add_masktrack_config(cfg)
+    add_project_configs(cfg)  # every method's keys: the loop below also loads the other methods' configs
     cfg.merge_from_file(path)
     cfg.merge_from_list(list(opts))
     return cfg
@@ -98,7 +100,7 @@ class CountingFrames:
 
 # ------------------------------------------------------------------------------------ configs
 @pytest.mark.parametrize("path", CONFIGS, ids=[os.path.relpath(p, REPO) for p in CONFIGS])
-def test_every_shipped_config_loads_with_vis_and_masktrack_keys(path):
+def test_every_shipped_config_loads_with_the_project_keys(path):
     cfg = _load(path)
     assert cfg.MODEL.TRACK_HEAD.NAME == "EmbeddingTrackHead"
     if os.path.basename(path).startswith("masktrack_rcnn"):

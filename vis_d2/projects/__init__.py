@@ -12,6 +12,7 @@ import os
 # package name -> (folder under projects/, the package's config function); setup.py reads this table too
 PROJECTS = {
     "masktrack_rcnn": ("MaskTrackRCNN", "add_masktrack_config"),
+    "tfa": ("TFA", "add_tfa_config"),
 }
 _PROJECTS_ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "projects")
 

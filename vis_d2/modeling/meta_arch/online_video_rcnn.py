@@ -16,6 +16,8 @@ detected and segmented in one call and the tracker has no appearance cue (the de
 """
 from typing import Dict, List
 
+import torch
+
 from detectron2.config import configurable
 from detectron2.modeling import META_ARCH_REGISTRY, build_proposal_generator, build_roi_heads
 from detectron2.structures import ImageList, Instances
@@ -25,7 +27,17 @@ from ..tracker import build_tracker
 from .clip_frames import FrameBatch
 from .online_video_model import FeatureDict, OnlineVideoModel
 
-__all__ = ["OnlineVideoRCNN"]
+__all__ = ["OnlineVideoRCNN", "mean_detection_losses"]
+
+
+def mean_detection_losses(frame_losses: List[Dict[str, torch.Tensor]]) -> Dict[str, torch.Tensor]:
+    """The losses of a clip from those of its detected frames (the key frame first): each detection loss
+    is its mean over the frames; ``loss_track``, which only the key frame's heads compute, is kept as is."""
+    losses = dict(frame_losses[0])
+    for other in frame_losses[1:]:
+        for name, value in other.items():
+            losses[name] = losses[name] + value
+    return {k: v if k == "loss_track" else v / len(frame_losses) for k, v in losses.items()}
 
 
 @META_ARCH_REGISTRY.register()
@@ -77,20 +89,15 @@ class OnlineVideoRCNN(OnlineVideoModel):
         if refs:
             ref_kwargs = {"ref_features": [r.features for r in refs], "ref_targets": [r.targets for r in refs]}
         _, detector_losses = self.roi_heads(key.images, key_features, proposals, key.targets, **ref_kwargs)
-        losses = dict(detector_losses)
-        losses.update(proposal_losses)
+        frame_losses = [{**detector_losses, **proposal_losses}]
         if self.detect_all_frames and refs:
             # Reference frames are annotated and already through the backbone: their detection losses
-            # cost only the heads. Each loss becomes its mean over the clip's annotated frames.
+            # cost only the heads.
             for ref in refs:
                 ref_proposals, ref_proposal_losses = self.proposal_generator(ref.images, ref.features, ref.targets)
                 _, ref_detector_losses = self.roi_heads(ref.images, ref.features, ref_proposals, ref.targets)
-                for name, value in {**ref_detector_losses, **ref_proposal_losses}.items():
-                    losses[name] = losses[name] + value
-            for name in list(losses):
-                if name != "loss_track":
-                    losses[name] = losses[name] / (1 + len(refs))
-        return losses
+                frame_losses.append({**ref_detector_losses, **ref_proposal_losses})
+        return mean_detection_losses(frame_losses)
 
     def detect_frame(self, images: ImageList, features: FeatureDict) -> Instances:
         """Proposals, then boxes, scores, classes and ``pred_track_embeds`` (no masks yet)."""

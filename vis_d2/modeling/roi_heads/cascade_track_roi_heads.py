@@ -1,4 +1,4 @@
-"""Cascade R-CNN heads with MaskTrack R-CNN's tracking branch: the base of TFA (Liu et al., ICCVW 2019)."""
+"""Cascade R-CNN heads with MaskTrack R-CNN's tracking branch: the base of TFA (Dong et al., ICCVW 2019)."""
 from typing import Dict, List, Optional, Sequence, Union
 
 import torch

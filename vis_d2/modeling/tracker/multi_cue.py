@@ -7,7 +7,7 @@ assigned either to a track in memory or to a dummy "new object" entry, by the ar
                  + LABEL_WEIGHT * [label_i == label_n] + MASK_IOU_WEIGHT * maskIoU(i, n)
 
 where ``log p_i`` comes from the track head (``match_scores``; MaskTrack R-CNN: a log-softmax over
-``[0, f_i·f_1, ..., f_i·f_M]``). The mask-IoU cue is TFA's "deformation factor" (Liu et al., ICCVW 2019);
+``[0, f_i·f_1, ..., f_i·f_M]``). The mask-IoU cue is TFA's "deformation factor" (Dong et al., ICCVW 2019);
 it is off when its weight is 0. The rules for conflicts and memory follow the official MaskTrack R-CNN code
 (``mmdet/models/detectors/two_stage.py``); the optional forgetting of stale tracks follows mmtrack's
 ``num_frames_retain``.
