@@ -12,6 +12,7 @@ from pycocotools import mask as mask_util
 
 from vis_d2.data.synthetic import (
     SYNTH_CLASSES,
+    differences_from_defaults,
     generate_dataset,
     main,
     plan_for,
@@ -357,3 +358,13 @@ def test_cli_calibration_flags_are_recorded_in_the_json(tmp_path):
     info = json.load(open(tmp_path / "train.json"))["info"]
     assert info["style"] == {"texture_contrast": 0.25, "distractor_scale": 0.5, "textured_distractor_share": 0.1,
                              "degraded_video_share": 1.0}
+    # other calibration and a smaller valid split: both reported as differences from the defaults
+    found = differences_from_defaults(str(tmp_path))
+    assert len(found) == 2 and "calibration" in found[0] and "1 valid videos for 3 train videos" in found[1]
+
+
+def test_data_written_with_the_defaults_shows_no_difference_and_missing_data_says_so(tmp_path):
+    argv = ["--out", str(tmp_path), "--videos", "2", "--frames", "2", "--height", "32", "--width", "48", "--workers", "1"]
+    assert main(argv) == 0
+    assert differences_from_defaults(str(tmp_path)) == []
+    assert differences_from_defaults(str(tmp_path / "elsewhere"))[0].startswith("missing")

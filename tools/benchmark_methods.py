@@ -246,11 +246,17 @@ def evaluate(run: Run, progress: Progress, index: str) -> None:
 
 
 def ensure_benchmark() -> str:
-    """The synthetic benchmark's folder, generated (with the generator's defaults) when it is missing."""
+    """The synthetic benchmark's folder, generated (with the generator's defaults) when it is missing; a
+    warning when the data there was written with other settings."""
     root = os.path.join(os.environ.get("DETECTRON2_DATASETS", os.path.join(REPO, "datasets")), "synth_vis")
     if not os.path.isfile(os.path.join(root, "valid.json")):
         print(f"Generating the synthetic benchmark in {root}", flush=True)
         subprocess.run([sys.executable, "-m", "vis_d2.data.synthetic", "--out", root], cwd=REPO, check=True)
+    from vis_d2.data.synthetic import differences_from_defaults
+
+    for difference in differences_from_defaults(root):
+        print(f"Warning: {root} differs from the generator's defaults ({difference}): the figures are not "
+              "comparable with the documented ones; regenerate it with python -m vis_d2.data.synthetic", flush=True)
     return root
 
 

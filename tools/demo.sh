@@ -14,11 +14,8 @@ start=$(date +%s)
 # figures: regenerate it.
 stale=0
 if [ -f "$SYNTH/valid.json" ]; then
-  # today's default valid split is as large as the train split
-  $PY -c "import dataclasses, json, sys; from vis_d2.data.synthetic_scene import SceneStyle
-train, valid = (json.load(open(f)) for f in sys.argv[1:3])
-sys.exit(train['info'].get('style') != dataclasses.asdict(SceneStyle()) or len(valid['videos']) != len(train['videos']))" \
-    "$SYNTH/train.json" "$SYNTH/valid.json" || stale=1
+  $PY -c "import sys; from vis_d2.data.synthetic import differences_from_defaults as d
+found = d(sys.argv[1]); print(*('[demo] ' + f for f in found), sep='\n') if found else None; sys.exit(bool(found))" "$SYNTH" || stale=1
   [ "$stale" = 1 ] && echo "[demo] $SYNTH was generated with other settings than today's defaults: regenerating it"
 fi
 if [ ! -f "$SYNTH/valid.json" ] || [ "$stale" = 1 ]; then

@@ -278,7 +278,7 @@ def generate_dataset(
         ``{"train": path of train.json, "valid": path of valid.json}``.
     """
     if num_val_videos is None:
-        num_val_videos = max(4, num_videos)
+        num_val_videos = default_val_videos(num_videos)
     if seed < 0 or num_videos < 0 or num_val_videos < 0:
         raise ValueError("seed and video counts must be >= 0")
     if height < 16 or width < 16:
@@ -290,6 +290,37 @@ def generate_dataset(
         split: write_split(out_dir, split, counts[split], seed, frame_range, height, width, workers, style)
         for split in SPLITS
     }
+
+
+def default_val_videos(num_train_videos: int) -> int:
+    """The valid split's default size: as many videos as the train split, at least 4."""
+    return max(4, num_train_videos)
+
+
+def differences_from_defaults(root: str) -> List[str]:
+    """How the benchmark in ``root`` differs from what today's generator defaults write (empty: it matches).
+
+    Checked: the calibration (``info.style`` of train.json against :class:`SceneStyle`'s defaults) and the
+    rule that the valid split has as many videos as the train split. Figures measured on data that differs
+    are not comparable with the documented ones; ``make demo`` regenerates such data, the method benchmark
+    warns about it.
+    """
+    paths = {split: os.path.join(root, f"{split}.json") for split in ("train", "valid")}
+    missing = [p for p in paths.values() if not os.path.isfile(p)]
+    if missing:
+        return [f"missing {', '.join(missing)}"]
+    splits = {}
+    for split, path in paths.items():
+        with open(path) as f:
+            splits[split] = json.load(f)
+    found = []
+    style = splits["train"].get("info", {}).get("style")
+    if style != dataclasses.asdict(SceneStyle()):
+        found.append(f"calibration {style} instead of the defaults {dataclasses.asdict(SceneStyle())}")
+    num_train, num_valid = len(splits["train"]["videos"]), len(splits["valid"]["videos"])
+    if num_valid != default_val_videos(num_train):
+        found.append(f"{num_valid} valid videos for {num_train} train videos (default: {default_val_videos(num_train)})")
+    return found
 
 
 def _default_out() -> str:
