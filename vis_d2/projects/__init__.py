@@ -13,6 +13,7 @@ import os
 PROJECTS = {
     "masktrack_rcnn": ("MaskTrackRCNN", "add_masktrack_config"),
     "tfa": ("TFA", "add_tfa_config"),
+    "stmask": ("STMask", "add_stmask_config"),
 }
 _PROJECTS_ROOT = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "projects")
 
