@@ -21,7 +21,7 @@ from vis_d2.projects.stmask import (
 
 # ------------------------------------------------------------------------------------ FCA anchors
 def test_fca_anchors_have_their_kernels_shape_in_cells_of_the_level_centred_in_each_cell():
-    gen = FCAAnchorGenerator(strides=[8, 16], kernel_shapes=[(3, 3), (3, 5), (5, 3)])
+    gen = FCAAnchorGenerator(strides=[8, 16], anchor_shapes=[(3, 3), (3, 5), (5, 3)])
     p3, p4 = gen([torch.zeros(1, 4, 2, 3), torch.zeros(1, 4, 1, 2)])
     assert len(p3) == 2 * 3 * 3 and len(p4) == 1 * 2 * 3 and gen.num_cell_anchors == [3, 3]
     # location (row 0, col 0) of stride 8: centre (4, 4); shapes 24x24, 24 high x 40 wide, 40 high x 24 wide
@@ -38,9 +38,15 @@ def test_fca_anchor_generator_is_built_from_the_config_by_name():
     add_stmask_config(cfg)
     cfg.MODEL.ANCHOR_GENERATOR.NAME = "FCAAnchorGenerator"
     gen = build_anchor_generator(cfg, [ShapeSpec(channels=8, stride=s) for s in (8, 16, 32, 64, 128)])
-    assert isinstance(gen, FCAAnchorGenerator) and gen.kernel_shapes == [(3, 3), (3, 5), (5, 3)]
+    assert isinstance(gen, FCAAnchorGenerator) and gen.anchor_shapes == [(3, 3), (3, 5), (5, 3)]
     with pytest.raises(ValueError, match="5 anchor levels"):
         gen([torch.zeros(1, 8, 4, 4)])
+    # FCA off: YOLACT's anchors, 3 cells of area 9 with w / h = 1, 1/2, 2
+    cfg.MODEL.STMASK.FCA.ENABLED = False
+    off = build_anchor_generator(cfg, [ShapeSpec(channels=8, stride=8)])
+    box = off([torch.zeros(1, 8, 1, 1)])[0].tensor
+    w, h = box[:, 2] - box[:, 0], box[:, 3] - box[:, 1]
+    assert (w / h).tolist() == pytest.approx([1, 0.5, 2]) and (w * h).tolist() == pytest.approx([24.0**2] * 3)
 
 
 # ------------------------------------------------------------------------------------ box coding

@@ -1,22 +1,31 @@
 """STMask on vis_d2 (importable as ``vis_d2.projects.stmask``): work in progress.
 
-Built so far: FCA anchors (registered as ``FCAAnchorGenerator`` in detectron2's anchor generator registry),
-the box coding, FCB (adaptive and aligned) and the temporal fusion's local correlation. The one-stage model
-that assembles them is not built yet (projects/STMask/README.md).
+Importing it registers the "STMask" meta-architecture and the ``FCAAnchorGenerator``. Built: the one-stage
+model (head with FCA / FCB, ProtoNet, losses, the temporal fusion's training losses, frame-level inference
+with the multi-cue tracker). Not built yet: the temporal fusion at inference (projects/STMask/README.md).
 """
 from .anchors import FCAAnchorGenerator
 from .box_coding import decode_boxes, encode_boxes
 from .calibration import FCB_MODES, FeatureCalibration, aligned_offsets
 from .config import add_stmask_config
 from .correlation import local_correlation
+from .head import ProtoNet, STMaskHead
+from .meta_arch import STMask, fast_nms, stmask_match_scores
+from .temporal import TemporalFusion
 
 __all__ = [
     "FCAAnchorGenerator",
     "FCB_MODES",
     "FeatureCalibration",
+    "ProtoNet",
+    "STMask",
+    "STMaskHead",
+    "TemporalFusion",
     "add_stmask_config",
     "aligned_offsets",
     "decode_boxes",
     "encode_boxes",
+    "fast_nms",
     "local_correlation",
+    "stmask_match_scores",
 ]

@@ -3,8 +3,10 @@
 Each prediction branch has one output kernel per anchor shape, and each anchor has the shape of its kernel's
 receptive field on the level: kernels (kh, kw) = (3, 3), (3, 5), (5, 3) give anchors of 3s x 3s, 3s x 5s and
 5s x 3s pixels (h x w) at a level of stride s, i.e. aspect ratios w/h of 1, 5/3 and 3/5 and one scale per
-level. Anchor centres sit in the middle of their cells ((i + 0.5) s), as in the official code.
+level. Anchor centres sit in the middle of their cells ((i + 0.5) s), as in the official code. With FCA off,
+the anchors are YOLACT's (one scale of 3 cells, w/h = 1, 1/2, 2) and every output kernel is 3x3.
 """
+import math
 from typing import List, Sequence, Tuple
 
 import torch
@@ -14,7 +16,12 @@ from detectron2.modeling.anchor_generator import ANCHOR_GENERATOR_REGISTRY
 from detectron2.structures import Boxes
 from torch import nn
 
-__all__ = ["FCAAnchorGenerator"]
+__all__ = ["FCAAnchorGenerator", "yolact_anchor_shapes"]
+
+
+def yolact_anchor_shapes(scale_cells: float = 3.0, aspect_ratios=(1.0, 0.5, 2.0)) -> List[Tuple[float, float]]:
+    """(h, w) in cells of YOLACT's anchors, the baseline that FCA replaces: one scale, w / h = a."""
+    return [(scale_cells / math.sqrt(a), scale_cells * math.sqrt(a)) for a in aspect_ratios]
 
 
 @ANCHOR_GENERATOR_REGISTRY.register()
@@ -28,25 +35,28 @@ class FCAAnchorGenerator(nn.Module):
     box_dim: int = 4
 
     @configurable
-    def __init__(self, *, strides: Sequence[int], kernel_shapes: Sequence[Tuple[int, int]]):
+    def __init__(self, *, strides: Sequence[int], anchor_shapes: Sequence[Tuple[float, float]]):
         """
         Args:
             strides: the levels' strides in pixels.
-            kernel_shapes: (kh, kw) of each anchor's output kernel, in feature cells.
+            anchor_shapes: (h, w) of each anchor in feature cells: FCA's kernel shapes, or
+                :func:`yolact_anchor_shapes` when FCA is off.
         """
         super().__init__()
-        if not kernel_shapes or any(len(k) != 2 or min(k) < 1 for k in kernel_shapes):
-            raise ValueError(f"kernel_shapes must be (kh, kw) pairs of positive sizes, got {kernel_shapes}")
+        if not anchor_shapes or any(len(k) != 2 or min(k) <= 0 for k in anchor_shapes):
+            raise ValueError(f"anchor_shapes must be (h, w) pairs of positive sizes, got {anchor_shapes}")
         self.strides = [int(s) for s in strides]
-        self.kernel_shapes = [(int(h), int(w)) for h, w in kernel_shapes]
+        self.anchor_shapes = [(float(h), float(w)) for h, w in anchor_shapes]
 
     @classmethod
     def from_config(cls, cfg, input_shape: List[ShapeSpec]):
-        return {"strides": [s.stride for s in input_shape], "kernel_shapes": cfg.MODEL.STMASK.FCA.KERNEL_SHAPES}
+        fca = cfg.MODEL.STMASK.FCA
+        shapes = fca.KERNEL_SHAPES if fca.ENABLED else yolact_anchor_shapes(3.0, (1.0, 0.5, 2.0))
+        return {"strides": [s.stride for s in input_shape], "anchor_shapes": shapes}
 
     @property
     def num_cell_anchors(self) -> List[int]:
-        return [len(self.kernel_shapes)] * len(self.strides)
+        return [len(self.anchor_shapes)] * len(self.strides)
 
     @property
     def num_anchors(self) -> List[int]:
@@ -59,7 +69,7 @@ class FCAAnchorGenerator(nn.Module):
         cy, cx = torch.meshgrid(ys, xs, indexing="ij")
         centres = torch.stack([cx, cy, cx, cy], dim=-1).reshape(-1, 1, 4)  # (HW, 1, 4)
         half = torch.tensor(
-            [[-kw / 2, -kh / 2, kw / 2, kh / 2] for kh, kw in self.kernel_shapes], dtype=torch.float32, device=device
+            [[-w / 2, -h / 2, w / 2, h / 2] for h, w in self.anchor_shapes], dtype=torch.float32, device=device
         ) * stride  # (A, 4)
         return (centres + half[None]).reshape(-1, 4)
 

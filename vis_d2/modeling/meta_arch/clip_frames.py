@@ -26,11 +26,14 @@ class FrameBatch:
         features: backbone features, name -> (B, C, h, w).
         targets: per clip, the slot's ground truth (``gt_boxes``, ``gt_classes``, ``gt_masks``,
             ``gt_ids``), or None when the inputs carry no ``instances``.
+        frame_indices: per clip, the slot's frame index in its video (``frame_indices`` of the clip), or
+            None when the inputs do not say; methods that need the frames' order in time read it.
     """
 
     images: ImageList
     features: Dict[str, torch.Tensor]
     targets: Optional[List[Instances]]
+    frame_indices: Optional[List[int]] = None
 
 
 def clip_frame_slots(batched_inputs: Sequence[dict]) -> Dict[str, List[int]]:
@@ -83,6 +86,7 @@ def split_frame_batches(
     num_clips = len(batched_inputs)
     num_frames = len(batched_inputs[0]["image"])
     has_targets = "instances" in batched_inputs[0]
+    has_indices = all("frame_indices" in clip for clip in batched_inputs)
     out = []
     for slot in range(num_frames):
         sl = slice(slot * num_clips, (slot + 1) * num_clips)
@@ -92,6 +96,7 @@ def split_frame_batches(
                 images=ImageList(images.tensor[sl], images.image_sizes[sl]),
                 features={k: v[sl] for k, v in features.items()},
                 targets=targets,
+                frame_indices=[int(clip["frame_indices"][slot]) for clip in batched_inputs] if has_indices else None,
             )
         )
     return out
