@@ -114,3 +114,123 @@ def test_tf_off_builds_no_temporal_module_and_has_no_shift_losses():
     assert model.temporal_fusion is None
     losses = _train_step(model)
     assert "loss_box_shift" not in losses and "loss_mask_shift" not in losses
+
+
+# ------------------------------------------------------------------------------------ temporal fusion at inference
+def test_tf_moves_every_track_into_the_current_frame_before_matching():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.STMASK.SCORE_THRESH_TEST", 0.0)).eval()
+    seen = []
+    original = model.tracker.move_tracks
+
+    def spy(**kw):
+        seen.append((model.tracker.memory()["boxes"].clone(), kw["boxes"].clone(), len(model.tracker)))
+        original(**kw)
+
+    model.tracker.move_tracks = spy
+    model([{"video_id": 3, "height": 64, "width": 96, "length": 4, "image": CountingFrames(4)}])
+    assert len(seen) == 3  # frames 1, 2, 3: the memory of the previous frame moved into the current one
+    before, after, num_tracks = seen[0]
+    assert after.shape == (num_tracks, 4) and not torch.allclose(before, after)
+    assert len(model.frame_cache) == 1  # only the previous frame's maps are cached
+
+
+def test_tracks_missed_by_the_detector_are_filled_from_their_moved_masks_for_a_bounded_time():
+    torch.manual_seed(0)
+    cfg = tiny_cfg("MODEL.STMASK.SCORE_THRESH_TEST", 0.0, "MODEL.STMASK.TF.MAX_FILL_FRAMES", 2,
+                   "MODEL.STMASK.TF.SCORE_DECAY", 1.0)  # fmt: skip
+    model = build_model(cfg).eval()
+    detect, calls = model.detect_frame, []
+
+    def detect_in_frame_0_only(images, features):  # later frames: no detection at all
+        detections = detect(images, features)
+        calls.append(1)
+        return detections if len(calls) == 1 else detections[:0]
+
+    model.detect_frame = detect_in_frame_0_only
+    out = model([{"video_id": 3, "height": 64, "width": 96, "length": 5, "image": frames}])[0]
+    assert frames.reads == list(range(5))
+    assert out["pred_tracks"] and all(len(t["segmentations"]) == 5 for t in out["pred_tracks"])
+
+
+def test_fast_nms_drops_boxes_overlapping_a_better_one_and_keeps_the_best_first():
+    boxes = torch.tensor([[0.0, 0, 10, 10], [1, 1, 10, 10], [20, 20, 30, 30], [0, 0, 9, 10]])
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.95])
+    assert fast_nms(boxes, scores, iou_threshold=0.5, top_k=10).tolist() == [3, 2]
+    assert fast_nms(boxes, scores, iou_threshold=0.5, top_k=1).tolist() == [3]
+
+
+def test_match_scores_rescale_the_cosine_and_put_the_new_object_threshold_in_column_zero():
+    e = torch.nn.functional.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0]]), dim=1)
+    scores = stmask_match_scores(e, e)
+    assert torch.allclose(scores, torch.tensor([[1.4, 1.0, 0.5], [1.4, 0.5, 1.0]]))
+
+
+# ------------------------------------------------------------------------------------ ablation keys
+def test_fca_off_uses_3x3_kernels_and_yolact_anchors():
+    model = build_model(tiny_cfg("MODEL.STMASK.FCA.ENABLED", False))
+    assert all(conv.kernel_size == (3, 3) for conv in model.head.outputs["box"])
+    ratios = [w / h for h, w in model.anchor_generator.anchor_shapes]
+    assert ratios == pytest.approx([1, 0.5, 2])
+
+
+@pytest.mark.parametrize("branch,key", [("class", "CLASS"), ("coef", "MASK"), ("track", "TRACK")])
+def test_each_fcb_switch_sets_its_own_branch_only(branch, key):
+    cfg = tiny_cfg("MODEL.STMASK.FCB.CLASS", "none", f"MODEL.STMASK.FCB.{key}", "ali")
+    outputs = build_model(cfg).head.outputs
+    for name in ("class", "coef", "track"):
+        calibrated = all(isinstance(m, FeatureCalibration) and m.mode == "ali" for m in outputs[name])
+        plain = all(type(m) is nn.Conv2d for m in outputs[name])
+        assert calibrated if name == branch else plain
+
+
+def test_tf_off_builds_no_temporal_module_and_has_no_shift_losses():
+    model = build_model(tiny_cfg("MODEL.STMASK.TF.ENABLED", False))
+    assert model.temporal_fusion is None
+    losses = _train_step(model)
+    assert "loss_box_shift" not in losses and "loss_mask_shift" not in losses
+
+
+# ------------------------------------------------------------------------------------ temporal fusion at inference
+def test_tf_moves_every_track_into_the_current_frame_before_matching():
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.STMASK.SCORE_THRESH_TEST", 0.0)).eval()
+    seen = []
+    original = model.tracker.move_tracks
+
+    def spy(**kw):
+        seen.append((model.tracker.memory()["boxes"].clone(), kw["boxes"].clone(), len(model.tracker)))
+        original(**kw)
+
+    model.tracker.move_tracks = spy
+    model([{"video_id": 3, "height": 64, "width": 96, "length": 4, "image": CountingFrames(4)}])
+    assert len(seen) == 3  # frames 1, 2, 3: the memory of the previous frame moved into the current one
+    before, after, num_tracks = seen[0]
+    assert after.shape == (num_tracks, 4) and not torch.allclose(before, after)
+    assert len(model.frame_cache) == 1  # only the previous frame's maps are cached
+
+
+def test_tracks_missed_by_the_detector_are_filled_from_their_moved_masks_for_a_bounded_time():
+    torch.manual_seed(0)
+    cfg = tiny_cfg("MODEL.STMASK.SCORE_THRESH_TEST", 0.0, "MODEL.STMASK.TF.MAX_FILL_FRAMES", 2,
+                   "MODEL.STMASK.TF.SCORE_DECAY", 1.0)  # fmt: skip
+    model = build_model(cfg).eval()
+    detect = model.detect_frame
+    # the detector sees objects in frame 0 only; later frames have no detections at all
+    model.detect_frame = lambda images, features: (lambda d: d if model._frame_index == 0 else d[:0])(
+        detect(images, features)
+    )
+    model._frame_index = 0
+    begin = model.begin_video
+
+    def counting_untracked(t, *args):
+        model._frame_index = t + 1
+        return type(model).untracked_outputs(model, t, *args)
+
+    model.untracked_outputs = counting_untracked
+    model.begin_video = begin
+    out = model([{"video_id": 3, "height": 64, "width": 96, "length": 5, "image": CountingFrames(5)}])[0]
+    filled = [t for t in out["pred_tracks"] if t["segmentations"][1] is not None and t["segmentations"][2] is not None]
+    assert filled, "the 2 frames after the last detection are filled from the moved tracks"
+    for track in out["pred_tracks"]:
+        assert track["segmentations"][3] is None and track["segmentations"][4] is None  # > 2 frames after

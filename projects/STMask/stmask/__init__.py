@@ -1,8 +1,8 @@
 """STMask on vis_d2 (importable as ``vis_d2.projects.stmask``): work in progress.
 
-Importing it registers the "STMask" meta-architecture and the ``FCAAnchorGenerator``. Built: the one-stage
-model (head with FCA / FCB, ProtoNet, losses, the temporal fusion's training losses, frame-level inference
-with the multi-cue tracker). Not built yet: the temporal fusion at inference (projects/STMask/README.md).
+Importing it registers the "STMask" meta-architecture, the ``FCAAnchorGenerator`` and the ``STMaskTracker``:
+the one-stage model (head with FCA / FCB, ProtoNet, losses, the temporal fusion in training and at inference).
+Not measured on the benchmark yet (projects/STMask/README.md).
 """
 from .anchors import FCAAnchorGenerator
 from .box_coding import decode_boxes, encode_boxes
@@ -12,6 +12,7 @@ from .correlation import local_correlation
 from .head import ProtoNet, STMaskHead
 from .meta_arch import STMask, fast_nms, stmask_match_scores
 from .temporal import TemporalFusion
+from .tracker import STMaskTracker
 
 __all__ = [
     "FCAAnchorGenerator",
@@ -20,6 +21,7 @@ __all__ = [
     "ProtoNet",
     "STMask",
     "STMaskHead",
+    "STMaskTracker",
     "TemporalFusion",
     "add_stmask_config",
     "aligned_offsets",

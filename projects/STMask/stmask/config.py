@@ -55,4 +55,6 @@ def add_stmask_config(cfg):
     cfg.MODEL.STMASK.TF.IN_FEATURE = "p4"  # [paper] Table 3 / [code] correlation_selected_layer=1
     cfg.MODEL.STMASK.TF.PATCH_SIZE = 11    # [paper] d = 11: displacements of +-5 cells
     cfg.MODEL.STMASK.TF.CONV_DIMS = [512, 512, 1024]  # [code] the temporal net's three 3x3 convs
+    cfg.MODEL.STMASK.TF.MAX_FILL_FRAMES = 10  # [code] a track missed by the detector is output from its moved mask this long
+    cfg.MODEL.STMASK.TF.SCORE_DECAY = 0.95    # [code] per moved frame
     # fmt: on

@@ -5,10 +5,12 @@ Training on frame pairs (``INPUT.SAMPLING_FRAME_NUM 2``): the frame-level losses
 (:mod:`.losses`), the track loss over all their positive anchors, and with ``MODEL.STMASK.TF.ENABLED`` the
 temporal fusion's box-shift and mask-shift losses from the earlier frame of each pair to the later one.
 
-Inference, per frame: decode the anchors (score = class probability x centerness), cross-class fast NMS,
-the multi-cue tracker on the embeddings (STMask's cosine score, :func:`stmask_match_scores`), and masks
-from the prototypes for the kept detections only. Not built yet: the temporal fusion at inference (shifting
-the memory's tracks to the current frame and filling in missed frames).
+Inference, per frame: decode the anchors (score = class probability x centerness), cross-class fast NMS;
+with TF, move every track of the tracker's memory from the previous frame into this one (box, mask
+coefficients, mask; score x 0.95) from the cached previous frame's P4 and upfeature maps; match with
+:class:`STMaskTracker` (STMask's cosine score, :func:`stmask_match_scores`, + mask and box IoU with the moved
+tracks); masks from the prototypes for the kept detections; and the moved masks of tracks that no detection
+continued, for up to ``MAX_FILL_FRAMES`` frames after they were last seen (:meth:`untracked_outputs`).
 """
 from typing import Dict, List, Optional
 
@@ -21,7 +23,9 @@ from detectron2.modeling.matcher import Matcher
 from detectron2.structures import Boxes, ImageList, Instances, pairwise_iou
 
 from vis_d2.modeling import OnlineDenseVideoModel
+from vis_d2.modeling.frame_masks import encode_frame_masks, frame_masks_at_stride
 from vis_d2.modeling.meta_arch.clip_frames import FrameBatch
+from vis_d2.modeling.meta_arch.online_video_model import rescale_boxes
 from vis_d2.modeling.tracker import build_tracker
 
 from .box_coding import decode_boxes, encode_boxes
@@ -76,6 +80,8 @@ class STMask(OnlineDenseVideoModel):
         detections_per_image: int = 100,
         max_positives: int = 100,
         tf_in_feature: str = "p4",
+        max_fill_frames: int = 10,
+        score_decay: float = 0.95,
         **kwargs,
     ):
         """
@@ -88,6 +94,9 @@ class STMask(OnlineDenseVideoModel):
             score_threshold, nms_threshold, pre_nms_topk, detections_per_image: test-time decoding.
             max_positives: positives per image that the mask and TF losses use (a random subset) [ours].
             tf_in_feature: the level the temporal fusion correlates.
+            max_fill_frames: how many frames after it was last detected a track is still output from its
+                moved mask (TF at inference).
+            score_decay: a moved track's score is multiplied by this per frame.
             kwargs: the arguments of :class:`OnlineDenseVideoModel` (backbone, head, tracker, ...).
         """
         super().__init__(**kwargs)
@@ -102,9 +111,14 @@ class STMask(OnlineDenseVideoModel):
         self.detections_per_image = detections_per_image
         self.max_positives = max_positives
         self.tf_in_feature = tf_in_feature
+        self.max_fill_frames = max_fill_frames
+        self.score_decay = score_decay
+        if temporal_fusion is not None and not hasattr(self.tracker, "move_tracks"):
+            raise ValueError("STMask's temporal fusion needs MODEL.TRACKER.NAME 'STMaskTracker'")
+        self._frame: Dict = {}  # per-frame inference state: prototypes, upfeature map, moved tracks
+        self._orig_size = None
         # YOLACT's rule: IoU < 0.4 negative, > 0.5 positive, in between ignored; each object's best anchor positive
         self.matcher = Matcher([0.4, 0.5], [0, -1, 1], allow_low_quality_matches=True)
-        self._frame_prototypes: Optional[torch.Tensor] = None
 
     @classmethod
     def from_config(cls, cfg):
@@ -138,6 +152,9 @@ class STMask(OnlineDenseVideoModel):
             detections_per_image=cfg.TEST.DETECTIONS_PER_IMAGE,
             max_positives=s.MAX_POSITIVES_PER_IMAGE,
             tf_in_feature=s.TF.IN_FEATURE,
+            max_fill_frames=s.TF.MAX_FILL_FRAMES,
+            score_decay=s.TF.SCORE_DECAY,
+            context_frames=1 if s.TF.ENABLED else 0,  # the previous frame's P4 and upfeature maps
         )
         return ret
 
@@ -265,9 +282,14 @@ class STMask(OnlineDenseVideoModel):
         return {"loss_box_shift": loss_box, "loss_mask_shift": loss_mask}
 
     # ------------------------------------------------------------------------------ inference
+    def begin_video(self, video: dict):
+        super().begin_video(video)
+        self._orig_size = (int(video["height"]), int(video["width"]))
+        self._frame = {}
+
     def detect_frame(self, images: ImageList, features: Dict[str, torch.Tensor]) -> Instances:
         preds, prototypes, anchors = self._predict(features)
-        self._frame_prototypes = prototypes[0]
+        self._frame = {"prototypes": prototypes[0], "upfeature": preds["upfeatures"].get(self.tf_in_feature)}
         probs = preds["logits"][0].softmax(dim=1)[:, :-1]
         class_prob, classes = probs.max(dim=1)
         scores = class_prob * preds["centerness"][0]
@@ -281,11 +303,59 @@ class STMask(OnlineDenseVideoModel):
         out.pred_classes = classes[keep][kept]
         out.pred_track_embeds = preds["embeds"][0][keep][kept]
         out.pred_coefs = preds["coefs"][0][keep][kept]
+        if self.temporal_fusion is not None and len(self.frame_cache) and len(self.tracker):
+            self._move_tracks(images, features)
         return out
+
+    def context_entry(self, features, detections: Instances):
+        """The next frame's temporal fusion reads this frame's P4 and upfeature maps."""
+        return features[self.tf_in_feature], self._frame["upfeature"]
+
+    def _move_tracks(self, images: ImageList, features: Dict[str, torch.Tensor]):
+        """Eq. 11-14 at inference: every track of the memory from the previous frame into this one."""
+        previous, previous_up = self.frame_cache.entries()[-1]
+        memory = self.tracker.memory()
+        if "coefs" not in memory:
+            return
+        image_size, covered_size = images.image_sizes[0], tuple(images.tensor.shape[-2:])
+        fused = self.temporal_fusion.fuse(previous, features[self.tf_in_feature], previous_up, self._frame["upfeature"])
+        boxes = rescale_boxes(Boxes(memory["boxes"]), self._orig_size, image_size).tensor  # to the network input
+        box_shift, coef_shift = self.temporal_fusion(fused, [boxes])
+        moved = Boxes(decode_boxes(box_shift, boxes, self.box_variances))
+        moved.clip(image_size)
+        coefs = memory["coefs"] + coef_shift
+        masks = assemble_masks(self._frame["prototypes"], coefs, moved.tensor, PROTOTYPE_STRIDE)
+        track_masks = None
+        if self.tracker.uses_masks:
+            track_masks = frame_masks_at_stride(
+                masks, None, covered_size, image_size, self._orig_size, self.tracker_mask_stride, self.mask_threshold
+            )
+        scores = memory["scores"] * self.score_decay
+        orig_boxes = rescale_boxes(moved, image_size, self._orig_size).tensor
+        self.tracker.move_tracks(boxes=orig_boxes, coefs=coefs, scores=scores, masks=track_masks)
+        self._frame["moved"] = {
+            "track_ids": memory["track_ids"], "last_seen": memory["last_seen"], "labels": memory["labels"],
+            "scores": scores, "masks": masks, "covered_size": covered_size, "image_size": image_size,
+        }  # fmt: skip
 
     def predict_masks(self, features, detections: Instances) -> Instances:
         """Image-covering (N, h, w) masks at the prototypes' stride 4, cropped by the detection boxes."""
         detections.pred_masks = assemble_masks(
-            self._frame_prototypes, detections.pred_coefs, detections.pred_boxes.tensor, PROTOTYPE_STRIDE
+            self._frame["prototypes"], detections.pred_coefs, detections.pred_boxes.tensor, PROTOTYPE_STRIDE
         )
         return detections
+
+    def untracked_outputs(self, frame_idx, images, track_ids, orig_size):
+        """The moved masks of recent tracks that no detection of this frame continued (score decayed)."""
+        moved = self._frame.get("moved")
+        if moved is None:
+            return None
+        continued = torch.isin(moved["track_ids"], track_ids[track_ids >= 0].to(moved["track_ids"].device))
+        recent = (frame_idx - moved["last_seen"]) <= self.max_fill_frames
+        keep = ~continued & recent & (moved["scores"] > self.score_threshold)
+        if not bool(keep.any()):
+            return None
+        rles = encode_frame_masks(
+            moved["masks"][keep], None, moved["covered_size"], moved["image_size"], orig_size, threshold=self.mask_threshold
+        )
+        return moved["track_ids"][keep], moved["scores"][keep], moved["labels"][keep], rles

@@ -210,6 +210,19 @@ class OnlineVideoModel(nn.Module):
         :meth:`detect_frame` did not predict masks already."""
         raise NotImplementedError
 
+    def untracked_outputs(
+        self, frame_idx: int, images: ImageList, track_ids: torch.Tensor, orig_size: Tuple[int, int]
+    ) -> Optional[Tuple[torch.Tensor, torch.Tensor, torch.Tensor, List[dict]]]:
+        """Inference: outputs of this frame for tracks that none of its detections continued, or None.
+
+        A method that propagates its tracks through frames where the detector misses them (STMask's
+        cross-frame masks) returns ``(track ids, scores, labels, RLEs at orig_size)`` for them; none here.
+
+        Args:
+            track_ids: the ids the tracker gave this frame's detections (-1: dropped).
+        """
+        return None
+
     # ------------------------------------------------------------------------------ inference
     def inference(self, batched_inputs: List[dict]) -> List[dict]:
         """Segment and track each input video; see :meth:`inference_video`."""
@@ -242,6 +255,9 @@ class OnlineVideoModel(nn.Module):
         for t, (images, features, detections) in enumerate(self.detect_video_frames(video)):
             ids, kept, rles = self._track_and_segment(t, images, features, detections, (height, width))
             accumulator.add_frame(t, ids, kept.scores, kept.pred_classes, rles)
+            extra = self.untracked_outputs(t, images, ids, (height, width))
+            if extra is not None:
+                accumulator.add_frame(t, *extra)
             del images, features, detections
         return {
             "video_id": video["video_id"],
