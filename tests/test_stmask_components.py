@@ -7,6 +7,7 @@ from detectron2.config import get_cfg
 from detectron2.layers import ShapeSpec
 from detectron2.modeling.anchor_generator import build_anchor_generator
 from torch import nn
+from torchvision.ops import deform_conv2d
 
 from vis_d2.projects.stmask import (
     FCAAnchorGenerator,
@@ -16,6 +17,7 @@ from vis_d2.projects.stmask import (
     decode_boxes,
     encode_boxes,
     local_correlation,
+    sampled_deform_conv2d,
 )
 
 
@@ -80,8 +82,8 @@ def test_fcb_without_a_box_shift_is_the_plain_kernel(mode):
     fcb = FeatureCalibration(6, 2, (3, 5), mode=mode)
     plain = nn.Conv2d(6, 6, (3, 5), padding=(1, 2))
     with torch.no_grad():
-        plain.weight.copy_(fcb.deform.weight)
-        plain.bias.copy_(fcb.deform.bias)
+        plain.weight.copy_(fcb.deform_weight)
+        plain.bias.copy_(fcb.deform_bias)
     x = torch.randn(1, 6, 5, 7)
     zero = torch.zeros(1, 4, 5, 7)
     assert torch.allclose(fcb(x, zero), fcb.output(torch.relu(plain(x))), atol=1e-5)
@@ -98,6 +100,23 @@ def test_fcb_follows_the_deltas_and_never_backpropagates_into_them():
     assert deltas.grad is None
     with pytest.raises(ValueError, match="mode"):
         FeatureCalibration(4, 3, (3, 3), mode="both")
+
+
+@pytest.mark.parametrize("kernel,size", [((3, 3), (5, 7)), ((3, 5), (4, 6)), ((5, 3), (1, 1))])
+def test_sampled_deform_conv_equals_torchvisions_deform_conv2d_with_gradients(kernel, size):
+    torch.manual_seed(0)
+    kh, kw = kernel
+    padding = ((kh - 1) // 2, (kw - 1) // 2)
+    x = torch.randn(2, 3, *size, requires_grad=True)
+    offset = (2.5 * torch.randn(2, 2 * kh * kw, *size)).requires_grad_()  # samples inside and outside the map
+    weight, bias = torch.randn(4, 3, kh, kw, requires_grad=True), torch.randn(4, requires_grad=True)
+    ours = sampled_deform_conv2d(x, offset, weight, bias, padding)
+    grads = torch.autograd.grad(ours.square().sum(), (x, offset, weight, bias))
+    ref = deform_conv2d(x, offset, weight, bias, padding=padding)
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, offset, weight, bias))
+    assert torch.allclose(ours, ref, atol=1e-4)
+    for g, r in zip(grads, ref_grads):
+        assert torch.allclose(g, r, atol=1e-3, rtol=1e-3)
 
 
 # ------------------------------------------------------------------------------------ correlation

@@ -6,7 +6,7 @@ Not measured on the benchmark yet (projects/STMask/README.md).
 """
 from .anchors import FCAAnchorGenerator
 from .box_coding import decode_boxes, encode_boxes
-from .calibration import FCB_MODES, FeatureCalibration, aligned_offsets
+from .calibration import FCB_MODES, FeatureCalibration, aligned_offsets, sampled_deform_conv2d
 from .config import add_stmask_config
 from .correlation import local_correlation
 from .head import ProtoNet, STMaskHead
@@ -29,5 +29,6 @@ __all__ = [
     "encode_boxes",
     "fast_nms",
     "local_correlation",
+    "sampled_deform_conv2d",
     "stmask_match_scores",
 ]

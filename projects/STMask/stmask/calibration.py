@@ -10,16 +10,21 @@ from the anchor's own (detached) box deltas, then a convolution with the same ke
   the decoded box: every point shifts with the box centre, and stretches with the box size by its distance
   from the kernel centre.
 
-Deformable convolution is torchvision's ``deform_conv2d`` (CPU and CUDA), so no compiled extension is needed;
-``padding`` is given as (ph, pw), which matters for the non-square kernels.
+The deformable convolution (:func:`sampled_deform_conv2d`) is written with ``grid_sample``: one bilinear
+sampling of the input per kernel point, then one matrix product. It computes what torchvision's
+``deform_conv2d`` computes (the tests compare the two, gradients included), in plain PyTorch on any device,
+and on CPU it trains faster: one forward + backward of the tiny head on 8 frames (1 thread) took 3.1 s with
+FCB(ada) on the class branch, against 7.7 s with torchvision's CPU kernel and 1.2 s without FCB.
+``padding`` is (ph, pw), which matters for the non-square kernels.
 """
+import math
 from typing import Sequence, Tuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import DeformConv2d
 
-__all__ = ["FeatureCalibration", "aligned_offsets", "FCB_MODES"]
+__all__ = ["FeatureCalibration", "aligned_offsets", "sampled_deform_conv2d", "FCB_MODES"]
 
 FCB_MODES = ("none", "ada", "ali")
 
@@ -49,6 +54,40 @@ def aligned_offsets(deltas: torch.Tensor, kernel_size: Tuple[int, int], variance
     return torch.stack([dy, dx], dim=2).flatten(1, 2)  # (B, kh*kw, 2, H, W) -> interleaved y, x
 
 
+def sampled_deform_conv2d(
+    x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, bias=None, padding: Tuple[int, int] = (0, 0)
+) -> torch.Tensor:
+    """Deformable convolution (stride 1, dilation 1, one offset group), as torchvision's ``deform_conv2d``.
+
+    Args:
+        x: (B, C, H, W) input.
+        offset: (B, 2 * kh * kw, H_out, W_out) offsets, (y, x) interleaved per kernel point k = i * kw + j.
+        weight: (O, C, kh, kw); bias: (O,) or None.
+        padding: (ph, pw).
+
+    Returns:
+        (B, O, H_out, W_out). Kernel point (i, j) of output (y, x) reads x bilinearly at
+        (y - ph + i + dy, x - pw + j + dx), zero outside the input.
+    """
+    batch, channels, height, width = x.shape
+    out_channels, _, kh, kw = weight.shape
+    out_h, out_w = height + 2 * padding[0] - kh + 1, width + 2 * padding[1] - kw + 1
+    offset = offset.view(batch, kh * kw, 2, out_h, out_w)
+    ys = torch.arange(out_h, dtype=x.dtype, device=x.device).view(1, out_h, 1) - padding[0]
+    xs = torch.arange(out_w, dtype=x.dtype, device=x.device).view(1, 1, out_w) - padding[1]
+    samples = []
+    for k in range(kh * kw):
+        i, j = divmod(k, kw)
+        py = ys + i + offset[:, k, 0]  # (B, H_out, W_out), input pixel coordinates
+        px = xs + j + offset[:, k, 1]
+        # grid_sample's align_corners=False coordinates: pixel p's centre is at (2p + 1) / size - 1
+        grid = torch.stack([(2 * px + 1) / width - 1, (2 * py + 1) / height - 1], dim=-1)
+        samples.append(F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False))
+    columns = torch.stack(samples, dim=2)  # (B, C, K, H_out, W_out)
+    out = torch.einsum("bckhw,ock->bohw", columns, weight.reshape(out_channels, channels, kh * kw))
+    return out if bias is None else out + bias.view(1, -1, 1, 1)
+
+
 class FeatureCalibration(nn.Module):
     """FCB for one branch and one anchor shape: deformable conv (offsets from the box deltas) + ReLU + conv."""
 
@@ -76,7 +115,10 @@ class FeatureCalibration(nn.Module):
         self.mode = mode
         self.kernel_size = (kh, kw)
         self.variances = tuple(variances)
-        self.deform = DeformConv2d(in_channels, in_channels, (kh, kw), padding=padding)
+        self.padding = padding
+        self.deform_weight = nn.Parameter(torch.empty(in_channels, in_channels, kh, kw))
+        self.deform_bias = nn.Parameter(torch.zeros(in_channels))
+        nn.init.kaiming_uniform_(self.deform_weight, a=math.sqrt(5))
         self.output = nn.Conv2d(in_channels, out_channels, (kh, kw), padding=padding)
         if mode == "ada":
             self.offset = nn.Conv2d(4, 2 * kh * kw, 1, bias=False)
@@ -91,4 +133,5 @@ class FeatureCalibration(nn.Module):
 
     def forward(self, features: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) tower features and (B, 4, H, W) this anchor's box deltas -> (B, out, H, W)."""
-        return self.output(torch.relu(self.deform(features, self.offsets(deltas))))
+        calibrated = sampled_deform_conv2d(features, self.offsets(deltas), self.deform_weight, self.deform_bias, self.padding)
+        return self.output(torch.relu(calibrated))
