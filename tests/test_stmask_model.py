@@ -234,3 +234,15 @@ def test_tracks_missed_by_the_detector_are_filled_from_their_moved_masks_for_a_b
     assert filled, "the 2 frames after the last detection are filled from the moved tracks"
     for track in out["pred_tracks"]:
         assert track["segmentations"][3] is None and track["segmentations"][4] is None  # > 2 frames after
+
+
+def test_the_ytvis_config_builds_the_code_settings():
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_stmask_config(cfg)
+    cfg.merge_from_file(os.path.join(REPO, "configs", "ytvis_2019", "stmask_R50_FPN.yaml"))
+    cfg.MODEL.DEVICE = "cpu"
+    model = build_model(cfg)
+    assert isinstance(model, STMask) and model.head.num_classes == 40
+    assert model.backbone.output_shape()["p7"].stride == 128 and model.temporal_fusion.patch_size == 11
+    assert [c.out_channels for c in model.temporal_fusion.convs if isinstance(c, nn.Conv2d)] == [512, 512, 1024]
