@@ -24,3 +24,9 @@ def test_in_process_sections_print_one_markdown_row_each(capsys):
     if not torch.cuda.is_available():
         assert any("no CUDA device here" in r for r in rows)
     assert "measured in" in out
+
+
+def test_weights_for_an_unknown_method_fail_that_row_with_the_known_names(capsys):
+    assert bench.main(["--only", "methods", "--frames", "1", "--rounds", "1", "--method-weights", "nope=w.pth"]) == 1
+    out = capsys.readouterr().out
+    assert "| methods | FAILED |" in out and "unknown methods ['nope']" in out and "masktrack_rcnn" in out

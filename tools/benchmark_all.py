@@ -15,7 +15,9 @@ Rows (each measured now, on this machine; inputs generated in a temporary folder
   tiny model consumes (> 1: one loader worker keeps up);
 - CUDA (only with a GPU): frames per second at 640x360 with R50-FPN for each ``configs/ytvis_2019/*_R50_FPN.yaml``
   method, against plain Mask R-CNN (detectron2's ``GeneralizedRCNN``) with the same backbone and heads.
-Weights are random unless ``--weights`` is given (tiny configs); the table says which. Sizes are small so that
+Weights are random unless ``--weights`` (tiny MaskTrack R-CNN) or ``--method-weights NAME=PATH`` (another tiny
+method) is given; the table says which. Trained weights matter for the per-frame cost: random ones change how
+many detections reach the tracker and the mask head. Sizes are small so that
 the whole run fits in a few minutes on 2 CPU cores; each row says what it measured.
 """
 import argparse
@@ -102,7 +104,14 @@ def bench_methods(args):
     torch.set_num_threads(1)
     configs = sorted(glob.glob(os.path.join(REPO, "configs", "synth_vis", "*_tiny.yaml")))
     configs.sort(key=lambda c: c != TINY)  # MaskTrack R-CNN first: the reference
-    models = {os.path.basename(c)[: -len("_tiny.yaml")]: _model(c, args.weights if c == TINY else "")[1] for c in configs}
+    weights = dict(w.split("=", 1) for w in args.method_weights)
+    if args.weights:
+        weights.setdefault("masktrack_rcnn", args.weights)
+    names = [os.path.basename(c)[: -len("_tiny.yaml")] for c in configs]
+    unknown = set(weights) - set(names)
+    if unknown:
+        raise ValueError(f"--method-weights for unknown methods {sorted(unknown)}; tiny configs: {names}")
+    models = {name: _model(c, weights.get(name, ""))[1] for name, c in zip(names, configs)}
     cfg, _ = _model(TINY)
     times = {name: [] for name in models}
     with tempfile.TemporaryDirectory() as root, torch.no_grad():
@@ -117,7 +126,7 @@ def bench_methods(args):
     ref = min(times["masktrack_rcnn"])
     return [(f"per-frame cost: {name} vs MaskTrack R-CNN", f"{min(t):.1f} vs {ref:.1f} ms/frame", f"{min(t) / ref:.2f}x",
              f"configs/synth_vis/{name}_tiny.yaml, {args.frames}-frame synthetic video, best of {args.rounds}, "
-             f"1 thread, {_weights(args) if name == 'masktrack_rcnn' else 'random weights'}") for name, t in times.items()]
+             f"1 thread, {'weights ' + weights[name] if name in weights else 'random weights'}") for name, t in times.items()]
 
 
 def bench_memory(args):
@@ -217,6 +226,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--full", action="store_true", help="the issue's sizes: OVIS-sized evaluator case, 1000-frame memory run")
     p.add_argument("--weights", default="", help="trained weights of the tiny MaskTrack R-CNN (default: random)")
+    p.add_argument("--method-weights", action="append", default=[], metavar="NAME=PATH",
+                   help="trained weights of another tiny method for the per-frame cost (e.g. tfa=output/tfa/model_final.pth)")
     p.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
     p.add_argument("--frames", type=int, default=10, help="frames per timing round")
     p.add_argument("--rounds", type=int, default=3, help="timing rounds (the best counts)")
