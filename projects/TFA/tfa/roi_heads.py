@@ -1,4 +1,5 @@
 """Cascade track heads whose RoI features are augmented with a support pool (TFA, §2.2)."""
+import logging
 from contextlib import contextmanager
 from typing import Dict, List, Optional, Sequence
 
@@ -13,6 +14,8 @@ from vis_d2.modeling import CascadeTrackROIHeads
 from .augmentation import SupportRoIs, TemporalFeatureAugmentation
 
 __all__ = ["TFAROIHeads"]
+
+logger = logging.getLogger(__name__)
 
 FeatureDict = Dict[str, torch.Tensor]
 
@@ -65,6 +68,14 @@ class TFAROIHeads(CascadeTrackROIHeads):
         if self.augment_masks and self.mask_pooler is None:
             raise ValueError("TFA's mask augmentation needs a pooled mask head (MODEL.ROI_MASK_HEAD.POOLER_TYPE)")
         self.detach_support = detach_support
+        if augmentation is not None and augmentation.fusion == "replace" and detach_support and self.stages:
+            # r <- sum_j s_ij r_j with r_j detached: the box, class and mask losses then reach the backbone only
+            # through the similarity weights, never through the RoI features themselves.
+            logger.warning(
+                "MODEL.TFA.FUSION 'replace' with DETACH_SUPPORT True: the detection losses reach the backbone only "
+                "through the similarity weights (measured: the tiny model does not learn); use 'residual' or "
+                "train end to end"
+            )
         self._support: Optional[List[SupportRoIs]] = None
 
     @classmethod
