@@ -196,9 +196,10 @@ def test_with_no_pool_or_no_augmented_stage_the_heads_compute_what_cascade_track
 
 
 def test_fusion_top_k_and_n_reach_the_model():
-    model = build_model(tiny_cfg("MODEL.TFA.FUSION", "residual", "MODEL.TFA.TOP_K", 5,
+    assert build_model(tiny_cfg()).roi_heads.augmentation.fusion == "residual"  # the tiny default (see its yaml)
+    model = build_model(tiny_cfg("MODEL.TFA.FUSION", "replace", "MODEL.TFA.TOP_K", 5,
                                  "INPUT.SAMPLING_FRAME_NUM", 4, "INPUT.SAMPLING_SUPPORT_NUM", 2))  # fmt: skip
-    assert model.roi_heads.augmentation.fusion == "residual" and model.roi_heads.top_k == 5
+    assert model.roi_heads.augmentation.fusion == "replace" and model.roi_heads.top_k == 5
     assert model.frame_cache.maxlen == 3
     assert not build_model(tiny_cfg("MODEL.TRACKER.MASK_IOU_WEIGHT", 0.0)).tracker.uses_masks
     with pytest.raises(ValueError, match="STAGES"):
