@@ -344,8 +344,8 @@ def test_no_distractors_leave_a_smooth_background():
 
 @pytest.mark.parametrize(
     "field, value",
-    [("texture_contrast", 1.5), ("degraded_video_share", -0.1), ("distractor_scale", -1), ("instances", (3, 2)),
-     ("instances", (0, 2)), ("instances", (2, 99))],
+    [("texture_contrast", 1.5), ("degraded_video_share", -0.1), ("distractor_scale", -1),
+     ("instance_weights", (1.0, -1.0)), ("instance_weights", (0.0, 0.0)), ("instance_weights", (1.0,) * 9)],
 )
 def test_scene_style_rejects_values_out_of_range(field, value):
     from vis_d2.data.synthetic_scene import SceneStyle
@@ -361,7 +361,8 @@ def test_cli_calibration_flags_are_recorded_in_the_json(tmp_path):
     assert main(argv) == 0
     info = json.load(open(tmp_path / "train.json"))["info"]
     assert info["style"] == {"texture_contrast": 0.25, "distractor_scale": 0.5, "textured_distractor_share": 0.1,
-                             "degraded_video_share": 1.0, "instances": None}
+                             "degraded_video_share": 1.0,
+                             "instance_weights": [0.0, 0.0, 1.0, 1.0, 1.0, 1.0]}
     # other calibration and a smaller valid split: both reported as differences from the defaults
     found = differences_from_defaults(str(tmp_path))
     assert len(found) == 2 and "calibration" in found[0] and "1 valid videos for 3 train videos" in found[1]
@@ -374,26 +375,26 @@ def test_data_written_with_the_defaults_shows_no_difference_and_missing_data_say
     assert differences_from_defaults(str(tmp_path / "elsewhere"))[0].startswith("missing")
 
 
-def test_instances_sets_the_range_of_instances_per_video_and_the_default_keeps_the_old_draws():
+def test_instance_weights_set_how_many_instances_a_video_has():
     from vis_d2.data.synthetic_scene import SceneStyle
 
     def counts(style):
         return [len(plan_for(0, "train", i, (10, 20), H, W, style=style).tracks) for i in range(30)]
 
-    crowded = counts(SceneStyle(instances=(5, 6)))
-    assert set(crowded) == {5, 6}
-    # None is the documented 1-4 distribution, drawn exactly as before the knob existed
-    default = counts(SceneStyle())
-    assert default == counts(SceneStyle(instances=None)) and set(default) <= {1, 2, 3, 4} and len(set(default)) > 2
+    assert set(counts(SceneStyle(instance_weights=(0, 0, 0, 0, 1, 1)))) == {5, 6}
+    assert set(counts(SceneStyle())) == {3, 4, 5, 6}
+    # the first release's weights: 1-4, but a crossing video (every third) has its look-alike pair
+    old = counts(SceneStyle(instance_weights=(0.2, 0.35, 0.3, 0.15)))
+    assert set(old) == {1, 2, 3, 4} and min(old[0::3]) >= 2
 
 
-def test_data_from_before_the_instances_knob_matches_the_defaults(tmp_path):
+def test_data_from_before_the_instance_knob_is_the_first_release_distribution(tmp_path):
     argv = ["--out", str(tmp_path), "--videos", "2", "--frames", "2", "--height", "32", "--width", "48", "--workers", "1"]
-    assert main(argv) == 0
+    assert main(argv + ["--instance-weights", "0.2", "0.35", "0.3", "0.15"]) == 0
     path = tmp_path / "train.json"
     data = json.load(open(path))
-    del data["info"]["style"]["instances"]
+    del data["info"]["style"]["instance_weights"]
     json.dump(data, open(path, "w"))
-    assert differences_from_defaults(str(tmp_path)) == []
-    assert main(argv + ["--instances", "2", "3"]) == 0
     assert "calibration" in differences_from_defaults(str(tmp_path))[0]
+    assert main(argv) == 0
+    assert differences_from_defaults(str(tmp_path)) == []

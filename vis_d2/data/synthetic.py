@@ -8,7 +8,7 @@ under ``$DETECTRON2_DATASETS/synth_vis``. Output is deterministic: the same argu
 json and JPEG files, whatever ``--workers`` is (each video draws from its own stream, seeded by
 ``(seed, split, video index)``).
 
-What a video holds (see :mod:`vis_d2.data.synthetic_scene` for the numbers): 1-4 textured shapes of the
+What a video holds (see :mod:`vis_d2.data.synthetic_scene` for the numbers): 3-6 textured shapes of the
 classes :data:`SYNTH_CLASSES`, moving with velocity and acceleration, growing or shrinking, rotating,
 entering and leaving the frame and occluding each other; every third video has two look-alikes (same
 class, similar size, different texture) crossing paths; some frames are degraded (motion blur, heavy
@@ -298,7 +298,7 @@ def default_val_videos(num_train_videos: int) -> int:
 
 
 # SceneStyle fields added after the first release, with the value that reproduces the draws made before them.
-_KNOBS_BEFORE_THEY_EXISTED = {"instances": None}
+_KNOBS_BEFORE_THEY_EXISTED = {"instance_weights": [0.2, 0.35, 0.3, 0.15]}
 
 
 def differences_from_defaults(root: str) -> List[str]:
@@ -361,8 +361,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
                    help=f"share of background blobs with an object texture (default {default.textured_distractor_share})")
     g.add_argument("--degraded-videos", type=float, default=default.degraded_video_share,
                    help=f"share of videos with degraded frames (default {default.degraded_video_share})")
-    g.add_argument("--instances", type=int, nargs=2, metavar=("MIN", "MAX"), default=default.instances,
-                   help="instances per video, drawn uniformly (default: 1-4 with probabilities 0.2/0.35/0.3/0.15)")
+    g.add_argument("--instance-weights", type=float, nargs="+", metavar="W", default=default.instance_weights,
+                   help="relative weights of 1, 2, 3, ... instances per video (default: 0 0 1 1 1 1, i.e. 3-6; "
+                        "the first release: 0.2 0.35 0.3 0.15)")
     args = p.parse_args(argv)
     if len(args.frames) not in (1, 2):
         p.error("--frames takes MIN MAX or one N")
@@ -380,7 +381,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             distractor_scale=args.distractor_scale,
             textured_distractor_share=args.textured_distractors,
             degraded_video_share=args.degraded_videos,
-            instances=None if args.instances is None else tuple(args.instances),
+            instance_weights=tuple(args.instance_weights),
         )
         generate_dataset(
             args.out, args.videos, args.seed, args.val_videos, frame_range, args.height, args.width, args.workers, style

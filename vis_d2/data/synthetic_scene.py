@@ -16,7 +16,7 @@ Only numpy and the standard library are imported, so the generator stays light.
 import colorsys
 import math
 from dataclasses import dataclass, field, replace
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, Sequence, Tuple
 
 import numpy as np
 
@@ -35,8 +35,7 @@ _RADIUS_CLIP       = (10.0, 45.0)   # growth never takes an object outside 20-90
 _GROWTH            = 0.03           # |d log(radius) / dt| per frame
 _SPIN              = 0.2            # |rotation speed| in rad per frame
 _ACCEL             = 0.5            # |acceleration| in px per frame^2
-_NUM_INSTANCES_P   = (0.2, 0.35, 0.3, 0.15)  # P(1, 2, 3, 4 instances per video), unless SceneStyle.instances
-MAX_INSTANCES      = 8
+MAX_INSTANCES      = 8              # per video (SceneStyle.instance_weights draws how many)
 _MOTION_P          = {"stay": 0.6, "enter": 0.2, "leave": 0.2}  # tracks outside a scenario's own
 _DEGRADE_LEVEL_P   = {"clean": 0.4, "light": 0.35, "heavy": 0.25}
 # fmt: on
@@ -46,10 +45,11 @@ _DEGRADE_LEVEL_P   = {"clean": 0.4, "light": 0.35, "heavy": 0.25}
 class SceneStyle:
     """How hard the benchmark looks: the generator's calibration knobs (``python -m vis_d2.data.synthetic
     --help``). The defaults are the benchmark's, calibrated so that a tiny detector trained from scratch for
-    8 CPU minutes learns the shapes (docs/synthetic_benchmark.md has the measurements): faint textures and few
-    distractors, with the degraded share kept, since degraded frames are what temporal methods must win on.
-    0.5 / 1.0 / 0.5 / 0.6 were the defaults until 2026-12 (``--texture-contrast 0.5 --distractor-scale 1``);
-    1.0 / 1.0 / 0.5 / 0.6 reproduce the first release's draws.
+    8 CPU minutes learns the shapes (docs/synthetic_benchmark.md has the measurements): faint textures, few
+    distractors and 3-6 instances per video, with the degraded share kept, since degraded frames are what
+    temporal methods must win on. ``--instance-weights 0.2 0.35 0.3 0.15`` gives the videos of before
+    2026-12-04 (with 0.1 / 0.25 / 0.5 / 0.6 for the other four); 0.5 / 1.0 / 0.5 / 0.6 were the defaults until
+    2026-12 and 1.0 / 1.0 / 0.5 / 0.6 reproduce the first release's draws (each with the old instance weights).
 
     Attributes:
         texture_contrast: how far an object's second texture color is from its first (0: a flat color,
@@ -59,16 +59,18 @@ class SceneStyle:
         textured_distractor_share: share of the distractor blobs painted with an object texture.
         degraded_video_share: share of videos with degraded frames (split 7:5 between lightly and heavily
             degraded ones, as in the first release).
-        instances: ``(min, max)`` instances per video, drawn uniformly; None (the default) draws 1-4 with
-            probabilities 0.2 / 0.35 / 0.3 / 0.15. More instances per frame give the detector more positive
-            RoIs per iteration at the same cost, and more same-class pairs for the tracker's appearance cue.
+        instance_weights: relative weights of 1, 2, 3, ... instances per video (a scenario's own tracks come
+            first: a crossing video has at least 2). The default draws 3-6 uniformly; the first release drew
+            1-4 with weights 0.2 / 0.35 / 0.3 / 0.15. More instances per frame give the detector more positive
+            RoIs of every class per iteration at little extra cost, and the tracker more same-class pairs to
+            tell apart by appearance (docs/synthetic_benchmark.md has the runs).
     """
 
     texture_contrast: float = 0.1
     distractor_scale: float = 0.25
     textured_distractor_share: float = 0.5
     degraded_video_share: float = 0.6
-    instances: Optional[Tuple[int, int]] = None
+    instance_weights: Tuple[float, ...] = (0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
 
     def __post_init__(self):
         for name in ("texture_contrast", "textured_distractor_share", "degraded_video_share"):
@@ -76,16 +78,16 @@ class SceneStyle:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.distractor_scale < 0:
             raise ValueError(f"distractor_scale must be >= 0, got {self.distractor_scale}")
-        if self.instances is not None:
-            lo, hi = self.instances
-            if not 1 <= lo <= hi <= MAX_INSTANCES:
-                raise ValueError(f"instances must be (min, max) with 1 <= min <= max <= {MAX_INSTANCES}, got {self.instances}")
-            object.__setattr__(self, "instances", (int(lo), int(hi)))
+        weights = tuple(float(w) for w in self.instance_weights)
+        if not 1 <= len(weights) <= MAX_INSTANCES or min(weights) < 0 or sum(weights) <= 0:
+            raise ValueError(
+                f"instance_weights must be 1-{MAX_INSTANCES} non-negative weights with a positive sum, got {self.instance_weights}"
+            )
+        object.__setattr__(self, "instance_weights", weights)
 
     def num_instances(self, rng: np.random.Generator) -> int:
-        if self.instances is None:
-            return int(rng.choice(len(_NUM_INSTANCES_P), p=_NUM_INSTANCES_P)) + 1
-        return int(rng.integers(self.instances[0], self.instances[1] + 1))
+        p = np.asarray(self.instance_weights) / sum(self.instance_weights)
+        return int(rng.choice(len(p), p=p)) + 1
 
     def degrade_level_p(self) -> Dict[str, float]:
         light, heavy = _DEGRADE_LEVEL_P["light"], _DEGRADE_LEVEL_P["heavy"]
@@ -411,8 +413,8 @@ def plan_video(
     scenario: str,
     style: SceneStyle = SceneStyle(),
 ) -> VideoPlan:
-    """Sample a video plan: 1-4 instances by default (at least 2 with a crossing pair; ``style.instances``
-    sets the range), motions, depth order, degradations.
+    """Sample a video plan: ``style.instance_weights`` instances (at least 2 with a crossing pair), motions,
+    depth order, degradations.
 
     Args:
         shapes: the class (shape) names to draw from.
