@@ -172,3 +172,43 @@ def test_positive_rois_get_pid_of_their_gt_and_reference_side_is_the_reference_g
     assert sorted(captured["targets"][0].tolist()) == [0, 2]
     assert captured["key"][0].shape == (2, 16)
     assert captured["ref"][0].shape == (3, 16)  # one embedding per reference GT box
+
+
+def _head_with_grad_scale(scale):
+    torch.manual_seed(0)
+    return EmbeddingTrackHead(ShapeSpec(channels=2, height=3, width=3), fc_dims=[8, 4], feature_grad_scale=scale)
+
+
+@pytest.mark.parametrize("scale", [0.0, 0.5, 1.0])
+def test_feature_grad_scale_multiplies_the_gradient_reaching_the_roi_features_but_not_the_head_weights(scale):
+    roi = torch.randn(5, 2, 3, 3)
+    grads = {}
+    for s in (1.0, scale):
+        head = _head_with_grad_scale(s).train()
+        x = roi.clone().requires_grad_(True)
+        head(x).pow(2).sum().backward()
+        grads[s] = (x.grad, head.fcs[0].weight.grad)
+    full_input_grad, full_weight_grad = grads[1.0]
+    input_grad, weight_grad = grads[scale]
+    assert full_input_grad.abs().sum() > 0
+    if scale == 0.0:
+        assert input_grad is None  # detached: the loss does not reach what produced the features
+    else:
+        assert torch.allclose(input_grad, full_input_grad * scale)
+    assert torch.allclose(weight_grad, full_weight_grad)
+
+
+def test_feature_grad_scale_leaves_the_embeddings_unchanged():
+    roi = torch.randn(4, 2, 3, 3)
+    full, detached = _head_with_grad_scale(1.0).train(), _head_with_grad_scale(0.0).train()
+    assert torch.equal(full(roi), detached(roi))
+
+
+def test_feature_grad_scale_comes_from_the_config_and_must_not_be_negative():
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    assert cfg.MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE == 1.0  # the paper: the track loss trains the features too
+    cfg.MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE = 0.0
+    assert build_track_head(cfg, ShapeSpec(channels=2, height=7, width=7)).feature_grad_scale == 0.0
+    with pytest.raises(ValueError, match="feature_grad_scale"):
+        _head_with_grad_scale(-1.0)

@@ -58,6 +58,9 @@ def add_vis_config(cfg):
     cfg.MODEL.TRACK_HEAD.FC_DIM = 1024            # [orig] embedding size
     cfg.MODEL.TRACK_HEAD.RELU_AFTER_LAST = False  # [orig] no ReLU after the last FC ([mmtrack]: ReLU)
     cfg.MODEL.TRACK_HEAD.LOSS_WEIGHT = 1.0        # [orig]
+    # [orig] 1: the track loss also trains the shared backbone/FPN features; 0: the head learns on the
+    # detector's features without changing them (the tiny from-scratch configs: docs/synthetic_benchmark.md)
+    cfg.MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE = 1.0
     # fmt: on
 
     # ---------------------------------------------------------------- online tracker (TRACKER_REGISTRY)

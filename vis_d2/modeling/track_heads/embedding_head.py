@@ -31,7 +31,21 @@ __all__ = [
     "masktrack_match_scores",
     "masktrack_track_loss",
     "track_head_inference",
+    "scale_gradient",
 ]
+
+
+def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
+    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass.
+
+    ``scale`` 1 returns ``x`` itself, 0 a detached copy: the loss computed from the result then trains only
+    what comes after this point, not the features it was computed from.
+    """
+    if scale == 1.0:
+        return x
+    if scale == 0.0:
+        return x.detach()
+    return x * scale + x.detach() * (1.0 - scale)
 
 
 def track_match_logits(key_embeds: torch.Tensor, ref_embeds: torch.Tensor) -> torch.Tensor:
@@ -133,6 +147,7 @@ class EmbeddingTrackHead(nn.Module):
         fc_dims: List[int],
         relu_after_last: bool = False,
         loss_weight: float = 1.0,
+        feature_grad_scale: float = 1.0,
     ):
         """
         Args:
@@ -140,6 +155,10 @@ class EmbeddingTrackHead(nn.Module):
             fc_dims: output size of each fully connected layer; the last is the embedding size D.
             relu_after_last: apply a ReLU to the embedding too.
             loss_weight: multiplier of the tracking loss.
+            feature_grad_scale: multiplier of the tracking loss's gradient where it leaves this head
+                for the RoI features it reads, i.e. for the shared backbone and FPN (training only). 1
+                (the paper) trains them for tracking too; 0 trains the head alone on the detector's
+                features. The head's own weights get the full gradient either way.
         """
         super().__init__()
         if len(fc_dims) == 0:
@@ -157,6 +176,9 @@ class EmbeddingTrackHead(nn.Module):
         self.fcs = nn.Sequential(*layers)
         self.embed_dim = in_dim
         self.loss_weight = loss_weight
+        if feature_grad_scale < 0:
+            raise ValueError(f"feature_grad_scale must be >= 0, got {feature_grad_scale}")
+        self.feature_grad_scale = feature_grad_scale
 
     @classmethod
     def from_config(cls, cfg, input_shape):
@@ -166,6 +188,7 @@ class EmbeddingTrackHead(nn.Module):
             "fc_dims": [head.FC_DIM] * head.NUM_FC,
             "relu_after_last": head.RELU_AFTER_LAST,
             "loss_weight": head.LOSS_WEIGHT,
+            "feature_grad_scale": head.FEATURE_GRAD_SCALE,
         }
 
     def forward(self, roi_features: torch.Tensor) -> torch.Tensor:
@@ -176,6 +199,8 @@ class EmbeddingTrackHead(nn.Module):
         Returns:
             (R, D) track embeddings.
         """
+        if self.training:
+            roi_features = scale_gradient(roi_features, self.feature_grad_scale)
         return self.fcs(roi_features.flatten(1))
 
     def match_scores(self, det_embeds: torch.Tensor, mem_embeds: torch.Tensor) -> torch.Tensor:
