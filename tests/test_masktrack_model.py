@@ -154,11 +154,24 @@ def test_training_step_gives_finite_losses_and_gradients_reach_the_track_head():
     sum(losses.values()).backward()
     for p in model.roi_heads.track_head.parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0
-    # The track loss alone also trains the shared backbone (through key and reference RoI features).
-    model.zero_grad()
+
+
+@pytest.mark.parametrize("feature_grad_scale", [1.0, 0.0])
+def test_the_track_loss_trains_the_shared_backbone_only_with_a_nonzero_feature_grad_scale(feature_grad_scale):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE", feature_grad_scale))
+    model.train()
     with EventStorage():
         model([make_clip(0)])["loss_track"].backward()
-    assert model.backbone.bottom_up.stem.conv1.weight.grad.abs().sum() > 0
+    assert model.roi_heads.track_head.fcs[0].weight.grad.abs().sum() > 0
+    stem_grad = model.backbone.bottom_up.stem.conv1.weight.grad
+    # 1 (the paper): through the key and reference RoI features; 0 (the tiny config): the head alone
+    reaches_backbone = stem_grad is not None and bool(stem_grad.abs().sum() > 0)
+    assert reaches_backbone == (feature_grad_scale > 0)
+
+
+def test_the_tiny_config_trains_the_track_head_on_detached_features():
+    assert tiny_cfg().MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE == 0.0
 
 
 @pytest.mark.parametrize("detect_all_frames", [False, True])
