@@ -1,6 +1,7 @@
 """tools/benchmark_methods.py: the method-comparison command trains, evaluates, caches and tabulates."""
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -103,3 +104,61 @@ def test_a_bad_override_fails_before_any_training(tmp_path):
     assert proc.returncode == 2
     assert "MODEL.TRACKER.EMBED_WEIGHT" in proc.stderr and "write 0.0" in proc.stderr
     assert not os.path.exists(os.path.join(tmp_path, "runs"))
+
+
+def _cached_run(tmp_path, methods, train_cfg_opts=(), eval_cfg_opts=None):
+    """A Run whose training (and, with ``eval_cfg_opts``, evaluation) looks finished, made with those overrides."""
+    from vis_d2.engine.defaults import build_config
+
+    args = benchmark_methods.parse_args(["--methods", methods, "--seeds", "0", "--iters", "500", "--out", str(tmp_path)])
+    run = benchmark_methods.Run(args.specs[0], 0, args)
+    os.makedirs(run.train_dir)
+    with open(os.path.join(run.train_dir, "config.yaml"), "w") as f:
+        f.write(build_config(run.spec.config_file, run.train_opts + list(train_cfg_opts)).dump())
+    open(run.weights, "w").close()
+    if eval_cfg_opts is not None:
+        os.makedirs(os.path.dirname(run.metrics_file))
+        with open(os.path.join(run.eval_dir, "config.yaml"), "w") as f:
+            f.write(build_config(run.spec.config_file, run.train_opts + run.eval_opts + list(eval_cfg_opts)).dump())
+        with open(run.metrics_file, "w") as f:
+            json.dump({"AP": 1.0, "AP50": 1.0, "AR10": 1.0}, f)
+    return run
+
+
+def test_config_changes_lists_changed_keys_but_not_locations_or_keys_one_side_lacks(tmp_path):
+    from vis_d2.engine.defaults import build_config
+
+    config = os.path.join(REPO, "configs", "synth_vis", "masktrack_rcnn_tiny.yaml")
+    saved = tmp_path / "config.yaml"
+    saved.write_text(build_config(config, ["SOLVER.BASE_LR", "0.5", "OUTPUT_DIR", "/elsewhere"]).dump())
+    assert benchmark_methods.config_changes(str(saved), build_config(config, ["SOLVER.BASE_LR", "0.5"]),
+                                            benchmark_methods.LOCATION_KEYS) == []
+    assert benchmark_methods.config_changes(str(saved), build_config(config, [])) == [
+        "OUTPUT_DIR: '/elsewhere' -> 'output/synth_vis/masktrack_rcnn_tiny'",
+        f"SOLVER.BASE_LR: 0.5 -> {build_config(config, []).SOLVER.BASE_LR!r}",
+    ]
+    # A key the saved config does not have (added to the defaults later) is not a change.
+    saved.write_text(re.sub(r"\n *MIN_MATCH_IOU: 0.0", "", saved.read_text()))
+    assert "MIN_MATCH_IOU" not in saved.read_text()
+    assert benchmark_methods.config_changes(str(saved), build_config(config, ["MODEL.TRACKER.MIN_MATCH_IOU", "0.3",
+                                            "SOLVER.BASE_LR", "0.5"]), benchmark_methods.LOCATION_KEYS) == []
+    assert benchmark_methods.config_changes(str(tmp_path / "missing.yaml"), build_config(config, [])) == []
+
+
+def test_a_cached_training_made_with_another_config_is_set_aside_and_redone(tmp_path, capsys):
+    run = _cached_run(tmp_path, "masktrack_rcnn", train_cfg_opts=["SOLVER.BASE_LR", "0.123"], eval_cfg_opts=[])
+    assert run.trained and run.evaluated
+    benchmark_methods.invalidate_changed_runs([run])
+    assert not run.trained and not run.evaluated
+    assert os.path.isfile(os.path.join(run.train_dir + ".stale-1", "model_final.pth"))
+    assert "SOLVER.BASE_LR: 0.123 ->" in capsys.readouterr().out
+
+
+def test_an_inference_only_change_redoes_the_evaluation_but_keeps_the_weights(tmp_path, capsys):
+    run = _cached_run(tmp_path, "masktrack_rcnn", eval_cfg_opts=["MODEL.TRACKER.MIN_MATCH_IOU", "0.3"])
+    untouched = _cached_run(tmp_path / "b", "masktrack_rcnn", eval_cfg_opts=[])
+    benchmark_methods.invalidate_changed_runs([run, untouched])
+    assert run.trained and not run.evaluated
+    assert os.path.isfile(os.path.join(run.eval_dir + ".stale-1", "inference", "metrics.json"))
+    assert "MODEL.TRACKER.MIN_MATCH_IOU: 0.3 -> 0.0" in capsys.readouterr().out
+    assert untouched.trained and untouched.evaluated

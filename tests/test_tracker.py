@@ -260,6 +260,26 @@ def test_empty_frames_return_empty_ids_and_keep_memory():
     assert _update(tracker, 2, [5 * E[0]], [LEFT]) == [0]
 
 
+def test_min_match_iou_puts_tracks_without_enough_box_overlap_out_of_reach():
+    # Same appearance and class, no box overlap: ungated, the appearance term joins the detection
+    # to the far-away track; with the gate it starts a new track.
+    ungated = _tracker()
+    _update(ungated, 0, [5 * E[0]], [LEFT])
+    assert _update(ungated, 1, [5 * E[0]], [RIGHT]) == [0]
+    gated = _tracker(min_match_iou=0.1)
+    _update(gated, 0, [5 * E[0]], [LEFT])
+    assert _update(gated, 1, [5 * E[0]], [RIGHT]) == [1]
+    # Overlap at or above the gate: matched as before (IoU with the track's last box RIGHT: 2/3).
+    assert _update(gated, 2, [5 * E[0]], [[22, 0, 32, 10]]) == [1]
+    # Overlap below the gate (IoU 1/19 < 0.1): out of reach again, a new track.
+    assert _update(gated, 3, [5 * E[0]], [[31, 0, 41, 10]]) == [2]
+
+
+def test_min_match_iou_must_be_a_fraction():
+    with pytest.raises(ValueError, match="min_match_iou"):
+        _tracker(min_match_iou=1.5)
+
+
 def test_from_config_reads_model_tracker_keys():
     cfg = get_cfg()
     add_vis_config(cfg)
@@ -268,11 +288,13 @@ def test_from_config_reads_model_tracker_keys():
     cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 2.0
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = 20
     cfg.MODEL.TRACKER.UPDATE_LABEL = True
+    cfg.MODEL.TRACKER.MIN_MATCH_IOU = 0.2
     sim = lambda d, m: d @ m.t()  # noqa: E731
     tracker = OnlineTracker(cfg, similarity=sim)
     assert tracker.embed_weight == 0.5
     assert tracker.label_weight == 3.0 and tracker.mask_iou_weight == 2.0
     assert tracker.memory_retain_frames == 20 and tracker.update_label is True
+    assert tracker.min_match_iou == 0.2
     assert tracker.score_weight == 1.0 and tracker.box_iou_weight == 2.0
     assert tracker.similarity is sim
 

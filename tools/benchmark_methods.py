@@ -18,8 +18,11 @@ MaskTrack R-CNN whose tracker ignores appearance, ``masktrack_rcnn@SOLVER.MAX_IT
 trained for 100 iterations. Overrides of inference-only keys (``MODEL.TRACKER.*``, ``TEST.*``) reuse the
 trained weights of the entry without them, so such variants cost one evaluation, not one training.
 
-Runs are cached under ``DIR/runs/``, keyed by everything that changes them: a re-run skips what has
-finished, and a training that was killed resumes from its last checkpoint. The synthetic benchmark is
+Runs are cached under ``DIR/runs/``, keyed by the method, the seed and the overrides: a re-run skips what
+has finished, and a training that was killed resumes from its last checkpoint. A finished run is reused only
+while the config it was made with (its ``config.yaml``) still agrees with today's: after a change to a config
+file (or to a default) that alters a run, the run is made again, and the old folder is kept beside it as
+``*.stale-N``. The synthetic benchmark is
 generated under ``$DETECTRON2_DATASETS/synth_vis`` (default ``./datasets``) when it is missing, with the
 generator's defaults, as ``make demo`` does.
 """
@@ -40,6 +43,8 @@ sys.path.insert(0, REPO)
 
 # Keys that only change inference: a variant overriding only these is evaluated on the base weights.
 INFERENCE_ONLY_PREFIXES = ("MODEL.TRACKER.", "TEST.")
+# Keys that say where a run writes or what it loads, not what it computes.
+LOCATION_KEYS = ("OUTPUT_DIR", "MODEL.WEIGHTS", "DATASETS.TEST")
 REPORTED = ("AP", "AP50", "AR10", "hard_AP", "clean_AP", "s_per_iter", "ms_per_frame")
 
 
@@ -131,6 +136,20 @@ class Run:
     def trained(self) -> bool:
         return os.path.isfile(self.weights)
 
+    def training_changes(self) -> List[str]:
+        """How today's training config differs from the one the cached weights were trained with."""
+        from vis_d2.engine.defaults import build_config
+
+        current = build_config(self.spec.config_file, self.train_opts)
+        return config_changes(os.path.join(self.train_dir, "config.yaml"), current, LOCATION_KEYS + INFERENCE_ONLY_PREFIXES)
+
+    def evaluation_changes(self) -> List[str]:
+        """How today's evaluation config differs from the one the cached metrics were computed with."""
+        from vis_d2.engine.defaults import build_config
+
+        current = build_config(self.spec.config_file, self.train_opts + self.eval_opts)
+        return config_changes(os.path.join(self.eval_dir, "config.yaml"), current, LOCATION_KEYS)
+
     @property
     def evaluated(self) -> bool:
         return os.path.isfile(self.metrics_file)
@@ -150,6 +169,66 @@ class Run:
             "ms_per_frame": m.get("speed", {}).get("ms_per_frame"),
             "train_dir": os.path.relpath(self.train_dir, os.path.dirname(os.path.dirname(self.train_dir))),
         }
+
+
+def _flatten(node, prefix: str = "") -> Dict[str, object]:
+    flat = {}
+    for key, value in node.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = ()) -> List[str]:
+    """``"KEY: saved -> current"`` for every key whose value differs between a run's saved config and ``current``.
+
+    Only keys present in both count (a key added to the defaults after the run was made does not), and keys
+    starting with one of ``ignore_prefixes`` are skipped. A run without a saved config has nothing to compare:
+    no changes.
+    """
+    import yaml
+
+    if not os.path.isfile(saved_yaml):
+        return []
+    with open(saved_yaml) as f:
+        saved = _flatten(yaml.safe_load(f) or {})
+    now = _flatten(yaml.safe_load(current.dump()))
+    return [
+        f"{key}: {saved[key]!r} -> {now[key]!r}"
+        for key in sorted(set(saved) & set(now))
+        if not key.startswith(tuple(ignore_prefixes)) and saved[key] != now[key]
+    ]
+
+
+def _set_aside(folder: str) -> str:
+    """Rename ``folder`` to the first free ``folder.stale-N``; returns the new name."""
+    n = 1
+    while os.path.exists(f"{folder}.stale-{n}"):
+        n += 1
+    os.rename(folder, f"{folder}.stale-{n}")
+    return f"{folder}.stale-{n}"
+
+
+def invalidate_changed_runs(runs: List["Run"]) -> None:
+    """Set aside cached trainings and evaluations whose config no longer agrees with today's, saying why."""
+    for run in runs:
+        if run.trained and os.path.isdir(run.train_dir):
+            changes = run.training_changes()
+            if changes:
+                moved = _set_aside(run.train_dir)
+                print(f"{run.spec.method} seed {run.seed}: the config changed since it was trained "
+                      f"({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): training again; "
+                      f"the old run is in {moved}", flush=True)
+                continue
+        if run.evaluated:
+            changes = run.evaluation_changes()
+            if changes:
+                moved = _set_aside(run.eval_dir)
+                print(f"{run.spec.label} seed {run.seed}: the config changed since it was evaluated "
+                      f"({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): evaluating again; "
+                      f"the old evaluation is in {moved}", flush=True)
 
 
 def seconds_per_iteration(train_dir: str) -> Optional[float]:
@@ -324,6 +403,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 2
     os.makedirs(args.out, exist_ok=True)
     data_root = ensure_benchmark()
+    invalidate_changed_runs(runs)
     progress = Progress(runs, args.iters)
     done = sum(r.evaluated for r in runs)
     progress.say(f"{len(runs)} runs ({len(args.specs)} methods x {len(args.seed_list)} seeds), {done} already finished")

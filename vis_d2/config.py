@@ -79,6 +79,7 @@ def add_vis_config(cfg):
     cfg.MODEL.TRACKER.MASK_IOU_WEIGHT = 0.0       # TFA's cue, off for MaskTrack R-CNN
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # [orig] drop tracks unseen this many frames; -1 keeps all ([mmtrack] 20)
     cfg.MODEL.TRACKER.UPDATE_LABEL = False        # [orig] keeps a track's label from creation ([mmtrack] updates)
+    cfg.MODEL.TRACKER.MIN_MATCH_IOU = 0.0         # [orig] 0: every track competes; g > 0: only tracks with box IoU >= g
     # fmt: on
 
     # ---------------------------------------------------------------- small from-scratch backbone

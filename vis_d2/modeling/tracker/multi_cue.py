@@ -101,6 +101,7 @@ class MultiCueTracker(BaseTracker):
         mask_iou_weight: float = 0.0,
         memory_retain_frames: int = -1,
         update_label: bool = False,
+        min_match_iou: float = 0.0,
         match_scores: Optional[MatchScores] = None,
         similarity: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     ):
@@ -119,12 +120,17 @@ class MultiCueTracker(BaseTracker):
                 every track for the whole video, as the official code does.
             update_label: on a match, replace the track's label by the detection's (mmtrack);
                 the official code keeps the label the track was created with.
+            min_match_iou: g > 0 lets a detection match only tracks whose last box it overlaps with
+                IoU >= g (the others are out of reach, whatever the other cues say); 0, the official
+                code, lets every track compete.
             match_scores: the track head's appearance score, ``(det_embeds (N, D), mem_embeds (M, D))
                 -> (N, 1 + M)`` log-probabilities with column 0 the "new object" entry; default
                 MaskTrack R-CNN's (:func:`masktrack_match_scores`). Models pass their track head's.
             similarity: instead of ``match_scores``, a plain ``(N, D), (M, D) -> (N, M)`` similarity;
                 MaskTrack's constant-0 "new object" logit and the log-softmax are added around it.
         """
+        if not 0.0 <= min_match_iou <= 1.0:
+            raise ValueError(f"min_match_iou must be in [0, 1], got {min_match_iou}")
         if memory_retain_frames < -1:
             raise ValueError(f"memory_retain_frames must be >= -1, got {memory_retain_frames}")
         if match_scores is not None and similarity is not None:
@@ -137,6 +143,7 @@ class MultiCueTracker(BaseTracker):
         self.mask_iou_weight      = float(mask_iou_weight)
         self.memory_retain_frames = int(memory_retain_frames)
         self.update_label         = bool(update_label)
+        self.min_match_iou        = float(min_match_iou)
         self.similarity           = similarity
         # fmt: on
         if similarity is not None:
@@ -156,6 +163,7 @@ class MultiCueTracker(BaseTracker):
             "mask_iou_weight": t.MASK_IOU_WEIGHT,
             "memory_retain_frames": t.MEMORY_RETAIN_FRAMES,
             "update_label": t.UPDATE_LABEL,
+            "min_match_iou": t.MIN_MATCH_IOU,
         }
 
     @property
@@ -296,9 +304,12 @@ class MultiCueTracker(BaseTracker):
             comp = scores.new_zeros(n, 1 + len(self))
         comp = comp + self.score_weight * torch.log(scores.clamp(min=_MIN_SCORE))[:, None]
 
-        if self.box_iou_weight != 0 and state["boxes"] is not None and "boxes" in mem:
+        has_boxes = state["boxes"] is not None and "boxes" in mem
+        if has_boxes and (self.box_iou_weight != 0 or self.min_match_iou > 0):
             box_iou = pairwise_iou(Boxes(state["boxes"]), Boxes(mem["boxes"]))
             comp[:, 1:] += self.box_iou_weight * box_iou
+            if self.min_match_iou > 0:
+                comp[:, 1:].masked_fill_(box_iou < self.min_match_iou, float("-inf"))
         # Dummy column: IoU 0, mask IoU 0, label consistency counted as equal (official code).
         same_label = (state["labels"][:, None] == mem["labels"][None, :]).float()
         comp[:, 1:] += self.label_weight * same_label
