@@ -137,11 +137,15 @@ def test_config_changes_lists_changed_keys_but_not_locations_or_keys_one_side_la
         "OUTPUT_DIR: '/elsewhere' -> 'output/synth_vis/masktrack_rcnn_tiny'",
         f"SOLVER.BASE_LR: 0.5 -> {build_config(config, []).SOLVER.BASE_LR!r}",
     ]
-    # A key the saved config does not have (added to the defaults later) is not a change.
-    saved.write_text(re.sub(r"\n *MIN_MATCH_IOU: 0.0", "", saved.read_text()))
-    assert "MIN_MATCH_IOU" not in saved.read_text()
-    assert benchmark_methods.config_changes(str(saved), build_config(config, ["MODEL.TRACKER.MIN_MATCH_IOU", "0.3",
-                                            "SOLVER.BASE_LR", "0.5"]), benchmark_methods.LOCATION_KEYS) == []
+    # A key the saved config lacks (added to the defaults later): a change only when set off its default.
+    saved.write_text(re.sub(r"\n *TFA:\n( {4}.*\n)+", "\n", saved.read_text()))
+    assert "TOP_K" not in saved.read_text() and "SOLVER" in saved.read_text()
+    assert benchmark_methods.config_changes(str(saved), build_config(config, ["SOLVER.BASE_LR", "0.5"]),
+                                            benchmark_methods.LOCATION_KEYS) == []
+    assert benchmark_methods.config_changes(str(saved), build_config(config, ["MODEL.TFA.TOP_K", "7",
+                                            "SOLVER.BASE_LR", "0.5"]), benchmark_methods.LOCATION_KEYS) == [
+        f"MODEL.TFA.TOP_K: (absent, default {build_config(config, []).MODEL.TFA.TOP_K!r}) -> 7"
+    ]
     assert benchmark_methods.config_changes(str(tmp_path / "missing.yaml"), build_config(config, [])) == []
 
 
@@ -160,5 +164,5 @@ def test_an_inference_only_change_redoes_the_evaluation_but_keeps_the_weights(tm
     benchmark_methods.invalidate_changed_runs([run, untouched])
     assert run.trained and not run.evaluated
     assert os.path.isfile(os.path.join(run.eval_dir + ".stale-1", "inference", "metrics.json"))
-    assert "MODEL.TRACKER.MIN_MATCH_IOU: 0.3 -> 0.0" in capsys.readouterr().out
+    assert "MODEL.TRACKER.MIN_MATCH_IOU: 0.3 -> 0.01" in capsys.readouterr().out
     assert untouched.trained and untouched.evaluated

@@ -184,22 +184,30 @@ def _flatten(node, prefix: str = "") -> Dict[str, object]:
 def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = ()) -> List[str]:
     """``"KEY: saved -> current"`` for every key whose value differs between a run's saved config and ``current``.
 
-    Only keys present in both count (a key added to the defaults after the run was made does not), and keys
-    starting with one of ``ignore_prefixes`` are skipped. A run without a saved config has nothing to compare:
-    no changes.
+    A key the saved config lacks was added to the defaults after the run was made, with the behaviour of
+    before as its default: it is a change only when ``current`` sets it to something else. Keys starting
+    with one of ``ignore_prefixes`` are skipped. A run without a saved config has nothing to compare: no
+    changes.
     """
     import yaml
+
+    from vis_d2.engine.defaults import default_config
 
     if not os.path.isfile(saved_yaml):
         return []
     with open(saved_yaml) as f:
         saved = _flatten(yaml.safe_load(f) or {})
     now = _flatten(yaml.safe_load(current.dump()))
-    return [
-        f"{key}: {saved[key]!r} -> {now[key]!r}"
-        for key in sorted(set(saved) & set(now))
-        if not key.startswith(tuple(ignore_prefixes)) and saved[key] != now[key]
-    ]
+    defaults = _flatten(yaml.safe_load(default_config().dump()))
+    changes = []
+    for key in sorted(now):
+        if key.startswith(tuple(ignore_prefixes)):
+            continue
+        if key in saved and saved[key] != now[key]:
+            changes.append(f"{key}: {saved[key]!r} -> {now[key]!r}")
+        elif key not in saved and key in defaults and defaults[key] != now[key]:
+            changes.append(f"{key}: (absent, default {defaults[key]!r}) -> {now[key]!r}")
+    return changes
 
 
 def _set_aside(folder: str) -> str:

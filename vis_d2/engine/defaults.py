@@ -82,6 +82,17 @@ def _explain(cfg: CfgNode, error: Exception, source: str) -> Optional[ConfigErro
     return None
 
 
+def default_config() -> CfgNode:
+    """detectron2's default config with every vis_d2 and method key at its default (not frozen)."""
+    from vis_d2.config import add_vis_config
+    from vis_d2.projects import add_project_configs
+
+    cfg = get_cfg()
+    add_vis_config(cfg)
+    add_project_configs(cfg)
+    return cfg
+
+
 def build_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = True) -> CfgNode:
     """detectron2's default config + every vis_d2 and method key, merged with a file and overrides.
 
@@ -93,12 +104,7 @@ def build_config(config_file: str, opts: Sequence[str] = (), *, freeze: bool = T
     Raises:
         ConfigError: missing/invalid file, unknown key, wrong value type, odd number of overrides.
     """
-    from vis_d2.config import add_vis_config
-    from vis_d2.projects import add_project_configs
-
-    cfg = get_cfg()
-    add_vis_config(cfg)
-    add_project_configs(cfg)
+    cfg = default_config()
     if not os.path.isfile(config_file):
         raise ConfigError(f"Config file {config_file} does not exist")
     try:
