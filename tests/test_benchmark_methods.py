@@ -70,6 +70,9 @@ def test_overrides_split_into_training_and_inference_only_keys():
     assert spec.method == "masktrack_rcnn"
     assert spec.train_opts == ["SOLVER.MAX_ITER", "100"]
     assert spec.eval_opts == ["MODEL.TRACKER.EMBED_WEIGHT", "0.0"]
+    spec = benchmark_methods.MethodSpec("tfa@MODEL.RPN.POST_NMS_TOPK_TEST=100@MODEL.RPN.POST_NMS_TOPK_TRAIN=100")
+    assert spec.eval_opts == ["MODEL.RPN.POST_NMS_TOPK_TEST", "100"]
+    assert spec.train_opts == ["MODEL.RPN.POST_NMS_TOPK_TRAIN", "100"]
     with pytest.raises(ValueError, match="KEY=VALUE"):
         benchmark_methods.MethodSpec("masktrack_rcnn@SOLVER.MAX_ITER")
 

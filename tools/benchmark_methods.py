@@ -15,8 +15,9 @@ with ``train_net.py --eval-only`` and writes
 
 A method entry may carry config overrides after ``@``: ``masktrack_rcnn@MODEL.TRACKER.EMBED_WEIGHT=0.0`` is
 MaskTrack R-CNN whose tracker ignores appearance, ``masktrack_rcnn@SOLVER.MAX_ITER=100`` the same detector
-trained for 100 iterations. Overrides of inference-only keys (``MODEL.TRACKER.*``, ``TEST.*``) reuse the
-trained weights of the entry without them, so such variants cost one evaluation, not one training.
+trained for 100 iterations. Overrides of inference-only keys (``MODEL.TRACKER.*``, ``TEST.*`` and any key
+ending in ``_TEST``, such as ``MODEL.RPN.POST_NMS_TOPK_TEST``) reuse the trained weights of the entry without
+them, so such variants cost one evaluation, not one training.
 
 Runs are cached under ``DIR/runs/``, keyed by the method, the seed and the overrides: a re-run skips what
 has finished, and a training that was killed resumes from its last checkpoint. A finished run is reused only
@@ -41,8 +42,16 @@ from typing import Dict, List, Optional, Sequence, Tuple
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-# Keys that only change inference: a variant overriding only these is evaluated on the base weights.
+# Keys that only change inference: a variant overriding only these is evaluated on the base weights. Besides
+# the tracker and TEST.*, detectron2's convention: a key ending in _TEST (MODEL.RPN.POST_NMS_TOPK_TEST,
+# MODEL.ROI_HEADS.SCORE_THRESH_TEST, INPUT.MIN_SIZE_TEST, ...) is read at inference only.
 INFERENCE_ONLY_PREFIXES = ("MODEL.TRACKER.", "TEST.")
+INFERENCE_ONLY_SUFFIX = "_TEST"
+
+
+def is_inference_only(key: str) -> bool:
+    """Whether config ``key`` changes inference only (so training runs that differ in it are the same)."""
+    return key.startswith(INFERENCE_ONLY_PREFIXES) or key.endswith(INFERENCE_ONLY_SUFFIX)
 # Keys that say where a run writes or what it loads, not what it computes.
 LOCATION_KEYS = ("OUTPUT_DIR", "MODEL.WEIGHTS", "DATASETS.TEST")
 REPORTED = ("AP", "AP50", "AR10", "hard_AP", "clean_AP", "s_per_iter", "ms_per_frame")
@@ -68,7 +77,7 @@ class MethodSpec:
             if "=" not in part:
                 raise ValueError(f"override {part!r} in {text!r} must be KEY=VALUE")
             key, value = part.split("=", 1)
-            target = self.eval_opts if key.startswith(INFERENCE_ONLY_PREFIXES) else self.train_opts
+            target = self.eval_opts if is_inference_only(key) else self.train_opts
             target.extend([key, value])
 
     @property
@@ -141,7 +150,7 @@ class Run:
         from vis_d2.engine.defaults import build_config
 
         current = build_config(self.spec.config_file, self.train_opts)
-        return config_changes(os.path.join(self.train_dir, "config.yaml"), current, LOCATION_KEYS + INFERENCE_ONLY_PREFIXES)
+        return config_changes(os.path.join(self.train_dir, "config.yaml"), current, LOCATION_KEYS, skip=is_inference_only)
 
     def evaluation_changes(self) -> List[str]:
         """How today's evaluation config differs from the one the cached metrics were computed with."""
@@ -181,12 +190,12 @@ def _flatten(node, prefix: str = "") -> Dict[str, object]:
     return flat
 
 
-def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = ()) -> List[str]:
+def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = (), skip=None) -> List[str]:
     """``"KEY: saved -> current"`` for every key whose value differs between a run's saved config and ``current``.
 
     A key the saved config lacks was added to the defaults after the run was made, with the behaviour of
     before as its default: it is a change only when ``current`` sets it to something else. Keys starting
-    with one of ``ignore_prefixes`` are skipped. A run without a saved config has nothing to compare: no
+    with one of ``ignore_prefixes``, and those for which ``skip(key)`` is true, are skipped. A run without a saved config has nothing to compare: no
     changes.
     """
     import yaml
@@ -201,7 +210,7 @@ def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = ()
     defaults = _flatten(yaml.safe_load(default_config().dump()))
     changes = []
     for key in sorted(now):
-        if key.startswith(tuple(ignore_prefixes)):
+        if key.startswith(tuple(ignore_prefixes)) or (skip is not None and skip(key)):
             continue
         if key in saved and saved[key] != now[key]:
             changes.append(f"{key}: {saved[key]!r} -> {now[key]!r}")
