@@ -275,9 +275,28 @@ def test_min_match_iou_puts_tracks_without_enough_box_overlap_out_of_reach():
     assert _update(gated, 3, [5 * E[0]], [[31, 0, 41, 10]]) == [2]
 
 
+def test_min_match_iou_frames_lets_tracks_unseen_for_longer_be_re_identified_anywhere():
+    def run(frames):
+        tracker = _tracker(min_match_iou=0.1, min_match_iou_frames=frames)
+        _update(tracker, 0, [5 * E[0]], [LEFT])
+        # Frame 1: the object is not detected (occluded); frame 2: it is back, far from its last box.
+        _update(tracker, 1, torch.zeros(0, 4), torch.zeros(0, 4))
+        return _update(tracker, 2, [5 * E[0]], [RIGHT])
+
+    assert run(frames=-1) == [1]  # the gate holds for every track: a new track
+    assert run(frames=1) == [0]  # last seen 2 frames ago: out of the gate, re-identified by appearance
+    assert run(frames=2) == [1]  # still within the gate
+    # A track seen in the previous frame stays gated.
+    tracker = _tracker(min_match_iou=0.1, min_match_iou_frames=1)
+    _update(tracker, 0, [5 * E[0]], [LEFT])
+    assert _update(tracker, 1, [5 * E[0]], [RIGHT]) == [1]
+
+
 def test_min_match_iou_must_be_a_fraction():
     with pytest.raises(ValueError, match="min_match_iou"):
         _tracker(min_match_iou=1.5)
+    with pytest.raises(ValueError, match="min_match_iou_frames"):
+        _tracker(min_match_iou=0.1, min_match_iou_frames=-2)
 
 
 def test_from_config_reads_model_tracker_keys():
@@ -289,12 +308,13 @@ def test_from_config_reads_model_tracker_keys():
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = 20
     cfg.MODEL.TRACKER.UPDATE_LABEL = True
     cfg.MODEL.TRACKER.MIN_MATCH_IOU = 0.2
+    cfg.MODEL.TRACKER.MIN_MATCH_IOU_FRAMES = 3
     sim = lambda d, m: d @ m.t()  # noqa: E731
     tracker = OnlineTracker(cfg, similarity=sim)
     assert tracker.embed_weight == 0.5
     assert tracker.label_weight == 3.0 and tracker.mask_iou_weight == 2.0
     assert tracker.memory_retain_frames == 20 and tracker.update_label is True
-    assert tracker.min_match_iou == 0.2
+    assert tracker.min_match_iou == 0.2 and tracker.min_match_iou_frames == 3
     assert tracker.score_weight == 1.0 and tracker.box_iou_weight == 2.0
     assert tracker.similarity is sim
 

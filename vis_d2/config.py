@@ -80,6 +80,7 @@ def add_vis_config(cfg):
     cfg.MODEL.TRACKER.MEMORY_RETAIN_FRAMES = -1   # [orig] drop tracks unseen this many frames; -1 keeps all ([mmtrack] 20)
     cfg.MODEL.TRACKER.UPDATE_LABEL = False        # [orig] keeps a track's label from creation ([mmtrack] updates)
     cfg.MODEL.TRACKER.MIN_MATCH_IOU = 0.0         # [orig] 0: every track competes; g > 0: only tracks with box IoU >= g
+    cfg.MODEL.TRACKER.MIN_MATCH_IOU_FRAMES = -1   # [ours] K >= 0: the gate holds only for tracks seen <= K frames ago
     # fmt: on
 
     # ---------------------------------------------------------------- small from-scratch backbone

@@ -102,6 +102,7 @@ class MultiCueTracker(BaseTracker):
         memory_retain_frames: int = -1,
         update_label: bool = False,
         min_match_iou: float = 0.0,
+        min_match_iou_frames: int = -1,
         match_scores: Optional[MatchScores] = None,
         similarity: Optional[Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = None,
     ):
@@ -123,6 +124,9 @@ class MultiCueTracker(BaseTracker):
             min_match_iou: g > 0 lets a detection match only tracks whose last box it overlaps with
                 IoU >= g (the others are out of reach, whatever the other cues say); 0, the official
                 code, lets every track compete.
+            min_match_iou_frames: K >= 0 applies the ``min_match_iou`` gate only to tracks last seen at
+                most K frames ago, so that a track unseen for longer (occluded, or out of the frame) can
+                still be re-identified anywhere by the other cues; -1 applies it to every track.
             match_scores: the track head's appearance score, ``(det_embeds (N, D), mem_embeds (M, D))
                 -> (N, 1 + M)`` log-probabilities with column 0 the "new object" entry; default
                 MaskTrack R-CNN's (:func:`masktrack_match_scores`). Models pass their track head's.
@@ -131,6 +135,8 @@ class MultiCueTracker(BaseTracker):
         """
         if not 0.0 <= min_match_iou <= 1.0:
             raise ValueError(f"min_match_iou must be in [0, 1], got {min_match_iou}")
+        if min_match_iou_frames < -1:
+            raise ValueError(f"min_match_iou_frames must be >= -1, got {min_match_iou_frames}")
         if memory_retain_frames < -1:
             raise ValueError(f"memory_retain_frames must be >= -1, got {memory_retain_frames}")
         if match_scores is not None and similarity is not None:
@@ -144,12 +150,14 @@ class MultiCueTracker(BaseTracker):
         self.memory_retain_frames = int(memory_retain_frames)
         self.update_label         = bool(update_label)
         self.min_match_iou        = float(min_match_iou)
+        self.min_match_iou_frames = int(min_match_iou_frames)
         self.similarity           = similarity
         # fmt: on
         if similarity is not None:
             match_scores = _scores_from_similarity(similarity)
         self.match_scores = match_scores if match_scores is not None else masktrack_match_scores
         self._memory = TrackMemory()
+        self._frame_idx = 0  # the frame being matched (read by comp_scores)
         self.reset()
 
     @classmethod
@@ -164,6 +172,7 @@ class MultiCueTracker(BaseTracker):
             "memory_retain_frames": t.MEMORY_RETAIN_FRAMES,
             "update_label": t.UPDATE_LABEL,
             "min_match_iou": t.MIN_MATCH_IOU,
+            "min_match_iou_frames": t.MIN_MATCH_IOU_FRAMES,
         }
 
     @property
@@ -268,6 +277,7 @@ class MultiCueTracker(BaseTracker):
             self._add_tracks(torch.ones(n, dtype=torch.bool, device=device), ids, frame_idx, state)
             return ids
 
+        self._frame_idx = frame_idx
         comp = self.comp_scores(state, scores)  # (N, 1 + M)
         match = comp.argmax(dim=1)  # torch.argmax returns the first maximum: ties go to "new"
         is_new = match == 0
@@ -309,7 +319,11 @@ class MultiCueTracker(BaseTracker):
             box_iou = pairwise_iou(Boxes(state["boxes"]), Boxes(mem["boxes"]))
             comp[:, 1:] += self.box_iou_weight * box_iou
             if self.min_match_iou > 0:
-                comp[:, 1:].masked_fill_(box_iou < self.min_match_iou, float("-inf"))
+                out_of_reach = box_iou < self.min_match_iou
+                if self.min_match_iou_frames >= 0:
+                    recent = (self._frame_idx - self._memory.last_seen) <= self.min_match_iou_frames
+                    out_of_reach &= recent[None, :]
+                comp[:, 1:].masked_fill_(out_of_reach, float("-inf"))
         # Dummy column: IoU 0, mask IoU 0, label consistency counted as equal (official code).
         same_label = (state["labels"][:, None] == mem["labels"][None, :]).float()
         comp[:, 1:] += self.label_weight * same_label
