@@ -69,6 +69,20 @@ def test_training_step_has_finite_losses_and_gradients_reach_every_new_module():
         assert all(g is not None for g in grads) and sum(g.abs().sum() for g in grads) > 0, name
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.0])
+def test_the_track_loss_trains_the_shared_features_only_with_a_positive_track_feature_grad_scale(scale):
+    torch.manual_seed(0)
+    model = build_model(tiny_cfg("MODEL.STMASK.HEAD.TRACK_FEATURE_GRAD_SCALE", scale))
+    _train_step(model)["loss_track"].backward()
+
+    def reached(module):
+        return any(p.grad is not None and p.grad.abs().sum() > 0 for p in module.parameters())
+
+    assert reached(model.head.towers["track"])
+    assert reached(model.head.upfeature) == (scale > 0)
+    assert reached(model.backbone) == (scale > 0)
+
+
 def test_online_inference_tracks_a_short_video_reading_each_frame_once():
     torch.manual_seed(0)
     model = build_model(tiny_cfg("MODEL.STMASK.SCORE_THRESH_TEST", 0.0)).eval()

@@ -26,6 +26,9 @@ def add_stmask_config(cfg):
     cfg.MODEL.STMASK.HEAD.NUM_CONVS = 2          # [code] extra_layers (2, 2, 2, 2): 2 convs per branch tower
     cfg.MODEL.STMASK.HEAD.CONV_DIM = 256         # [code]
     cfg.MODEL.STMASK.HEAD.EMBED_DIM = 128        # [code] track embedding (L2-normalised)
+    # [code] 1: the track loss also trains the shared upfeature conv, FPN and backbone; 0: the track tower
+    # learns on detached features (as MODEL.TRACK_HEAD.FEATURE_GRAD_SCALE for the RoI track head)
+    cfg.MODEL.STMASK.HEAD.TRACK_FEATURE_GRAD_SCALE = 1.0
     # ---- losses: [code] weights where our normalisation is the code's (per positive); class is [ours]
     cfg.MODEL.STMASK.LOSS = CN()
     cfg.MODEL.STMASK.LOSS.CLASS = 1.0            # [ours] OHEM 3:1 CE per positive ([code] 6.125 with its own normalisation)

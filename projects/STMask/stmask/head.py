@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from detectron2.config import configurable
 from torch import nn
 
+from vis_d2.modeling.track_heads import scale_gradient
+
 from .calibration import FCB_MODES, FeatureCalibration
 
 __all__ = ["ProtoNet", "STMaskHead"]
@@ -51,6 +53,7 @@ class STMaskHead(nn.Module):
         embed_dim: int = 128,
         fcb_modes: Dict[str, str] = None,
         box_variances: Sequence[float] = (0.1, 0.2),
+        track_feature_grad_scale: float = 1.0,
     ):
         """
         Args:
@@ -62,6 +65,8 @@ class STMaskHead(nn.Module):
             embed_dim: track embedding size (L2-normalised).
             fcb_modes: per branch among "class", "coef", "track": "none", "ada" or "ali" (FCB).
             box_variances: the box coding's (for the aligned FCB).
+            track_feature_grad_scale: the share of the track branch's gradient that reaches the shared
+                upfeature conv and the features below it (1: all of it, the code; 0: none).
         """
         super().__init__()
         fcb_modes = dict(fcb_modes or {})
@@ -72,6 +77,7 @@ class STMaskHead(nn.Module):
         self.kernel_shapes = [tuple(k) for k in kernel_shapes]
         self.num_prototypes = num_prototypes
         self.embed_dim = embed_dim
+        self.track_feature_grad_scale = float(track_feature_grad_scale)
         self.fcb_modes = {b: fcb_modes.get(b, "none") for b in ("class", "coef", "track")}
         self.upfeature = nn.Sequential(nn.Conv2d(in_channels, conv_dim, 3, padding=1), nn.ReLU(inplace=True))
         self.towers = nn.ModuleDict({b: _tower(conv_dim, conv_dim, num_convs) for b in BRANCHES})
@@ -110,6 +116,7 @@ class STMaskHead(nn.Module):
             "embed_dim": s.HEAD.EMBED_DIM,
             "fcb_modes": {"class": s.FCB.CLASS, "coef": s.FCB.MASK, "track": s.FCB.TRACK},
             "box_variances": s.BOX_VARIANCES,
+            "track_feature_grad_scale": s.HEAD.TRACK_FEATURE_GRAD_SCALE,
         }
 
     def _branch(self, branch: str, tower: torch.Tensor, deltas: List[torch.Tensor]) -> List[torch.Tensor]:
@@ -136,7 +143,8 @@ class STMaskHead(nn.Module):
             deltas = [b[:, :4] for b in box]
             logits = self._branch("class", self.towers["class"](up), deltas)
             coefs = self._branch("coef", self.towers["coef"](up), deltas)
-            embeds = self._branch("track", self.towers["track"](up), deltas)
+            track_in = scale_gradient(up, self.track_feature_grad_scale) if self.training else up
+            embeds = self._branch("track", self.towers["track"](track_in), deltas)
             out["deltas"].append(_flatten_anchors(deltas))
             out["centerness"].append(torch.tanh(_flatten_anchors([b[:, 4:] for b in box]).squeeze(-1)))
             out["logits"].append(_flatten_anchors(logits))

@@ -7,24 +7,12 @@ from detectron2.modeling.roi_heads import ROI_HEADS_REGISTRY, CascadeROIHeads, s
 from detectron2.structures import Boxes, ImageList, Instances
 from torch import nn
 
+from ..track_heads import scale_gradient
 from .track_branch import TrackBranchMixin
 
 __all__ = ["CascadeTrackROIHeads"]
 
 FeatureDict = Dict[str, torch.Tensor]
-
-
-class _ScaleGradient(torch.autograd.Function):
-    """Identity forward; the backward pass multiplies the gradient by ``scale``."""
-
-    @staticmethod
-    def forward(ctx, x, scale):
-        ctx.scale = scale
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad * ctx.scale, None
 
 
 @ROI_HEADS_REGISTRY.register()
@@ -84,7 +72,7 @@ class CascadeTrackROIHeads(TrackBranchMixin, CascadeROIHeads):
         if self.training:
             # As detectron2's cascade: the stages' losses are summed, so each stage's gradient into the shared
             # features is scaled down by the number of stages (the official averaging, in effect).
-            box_features = _ScaleGradient.apply(box_features, 1.0 / self.num_cascade_stages)
+            box_features = scale_gradient(box_features, 1.0 / self.num_cascade_stages)
         box_features = self.box_head[stage](box_features)
         return self.box_predictor[stage](box_features)
 

@@ -35,8 +35,21 @@ __all__ = [
 ]
 
 
+class _ScaleGradient(torch.autograd.Function):
+    """Identity forward; the backward pass multiplies the gradient by ``scale``."""
+
+    @staticmethod
+    def forward(ctx, x, scale):
+        ctx.scale = scale
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad * ctx.scale, None
+
+
 def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
-    """``x`` in the forward pass; its gradient multiplied by ``scale`` in the backward pass.
+    """``x`` in the forward pass (exactly); its gradient multiplied by ``scale`` in the backward pass.
 
     ``scale`` 1 returns ``x`` itself, 0 a detached copy: the loss computed from the result then trains only
     what comes after this point, not the features it was computed from.
@@ -45,7 +58,7 @@ def scale_gradient(x: torch.Tensor, scale: float) -> torch.Tensor:
         return x
     if scale == 0.0:
         return x.detach()
-    return x * scale + x.detach() * (1.0 - scale)
+    return _ScaleGradient.apply(x, float(scale))
 
 
 def track_match_logits(key_embeds: torch.Tensor, ref_embeds: torch.Tensor) -> torch.Tensor:
