@@ -28,6 +28,7 @@ generated under ``$DETECTRON2_DATASETS/synth_vis`` (default ``./datasets``) when
 generator's defaults, as ``make demo`` does.
 """
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -190,24 +191,32 @@ def _flatten(node, prefix: str = "") -> Dict[str, object]:
     return flat
 
 
+@functools.lru_cache(maxsize=1)
+def _flat_defaults() -> Dict[str, object]:
+    """The default config (every vis_d2 and method key), flattened; built once per process."""
+    import yaml
+
+    from vis_d2.engine.defaults import default_config
+
+    return _flatten(yaml.safe_load(default_config().dump()))
+
+
 def config_changes(saved_yaml: str, current, ignore_prefixes: Sequence[str] = (), skip=None) -> List[str]:
     """``"KEY: saved -> current"`` for every key whose value differs between a run's saved config and ``current``.
 
     A key the saved config lacks was added to the defaults after the run was made, with the behaviour of
     before as its default: it is a change only when ``current`` sets it to something else. Keys starting
-    with one of ``ignore_prefixes``, and those for which ``skip(key)`` is true, are skipped. A run without a saved config has nothing to compare: no
-    changes.
+    with one of ``ignore_prefixes``, and those for which ``skip(key)`` is true, are skipped. A run without
+    a saved config has nothing to compare: no changes.
     """
     import yaml
-
-    from vis_d2.engine.defaults import default_config
 
     if not os.path.isfile(saved_yaml):
         return []
     with open(saved_yaml) as f:
         saved = _flatten(yaml.safe_load(f) or {})
     now = _flatten(yaml.safe_load(current.dump()))
-    defaults = _flatten(yaml.safe_load(default_config().dump()))
+    defaults = _flat_defaults()
     changes = []
     for key in sorted(now):
         if key.startswith(tuple(ignore_prefixes)) or (skip is not None and skip(key)):
@@ -228,24 +237,26 @@ def _set_aside(folder: str) -> str:
     return f"{folder}.stale-{n}"
 
 
+def _set_aside_if_changed(folder: str, changes: List[str], what: str) -> bool:
+    """Set ``folder`` aside when ``changes`` is not empty, saying why; returns whether it did."""
+    if not changes:
+        return False
+    moved = _set_aside(folder)
+    listed = "; ".join(changes[:3]) + (" ..." if len(changes) > 3 else "")
+    print(f"{what} ({listed}): the old folder is in {moved}", flush=True)
+    return True
+
+
 def invalidate_changed_runs(runs: List["Run"]) -> None:
     """Set aside cached trainings and evaluations whose config no longer agrees with today's, saying why."""
     for run in runs:
         if run.trained and os.path.isdir(run.train_dir):
-            changes = run.training_changes()
-            if changes:
-                moved = _set_aside(run.train_dir)
-                print(f"{run.spec.method} seed {run.seed}: the config changed since it was trained "
-                      f"({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): training again; "
-                      f"the old run is in {moved}", flush=True)
+            what = f"{run.spec.method} seed {run.seed}: the config changed since it was trained, training again"
+            if _set_aside_if_changed(run.train_dir, run.training_changes(), what):
                 continue
         if run.evaluated:
-            changes = run.evaluation_changes()
-            if changes:
-                moved = _set_aside(run.eval_dir)
-                print(f"{run.spec.label} seed {run.seed}: the config changed since it was evaluated "
-                      f"({'; '.join(changes[:3])}{' ...' if len(changes) > 3 else ''}): evaluating again; "
-                      f"the old evaluation is in {moved}", flush=True)
+            what = f"{run.spec.label} seed {run.seed}: the config changed since it was evaluated, evaluating again"
+            _set_aside_if_changed(run.eval_dir, run.evaluation_changes(), what)
 
 
 def seconds_per_iteration(train_dir: str) -> Optional[float]:
